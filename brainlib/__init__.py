@@ -1,0 +1,18 @@
+"""brainlib: the helper library of the study book on deep residual networks for LGG
+brain-MRI tumor classification.
+
+Notebooks `import brainlib as bl` and call `bl.data.scan_dataset(...)`,
+`bl.splits.add_splits(...)` and so on. Submodules load on first use, so the command line
+and the data layer start without importing TensorFlow.
+"""
+from importlib import import_module
+
+__version__ = "0.1.0"
+__all__ = ["data", "phantom", "splits", "pipeline", "models", "train", "metrics", "stats",
+           "audit", "plots", "study", "equations"]
+
+
+def __getattr__(name):
+    if name in __all__:
+        return import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'brainlib' has no attribute {name!r}")

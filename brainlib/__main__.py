@@ -1,0 +1,93 @@
+"""Command line: `python -m brainlib scan|phantom|download|summary|study ...`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def scan_main(argv: list[str]) -> int:
+    """Check a dataset folder before a long study: counts and every problem found."""
+    from .data import DatasetError, scan_dataset
+
+    parser = argparse.ArgumentParser(prog="python -m brainlib scan",
+                                     description="Scan and check a kaggle_3m dataset folder.")
+    parser.add_argument("path", help="a kaggle_3m folder or a folder above it")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--no-cache", action="store_true", help="check every file again")
+    args = parser.parse_args(argv)
+    try:
+        result = scan_dataset(args.path, collect_problems=True, use_cache=not args.no_cache)
+    except DatasetError as error:  # the folder itself is wrong: nothing to scan
+        if args.json:
+            print(json.dumps({"root": args.path, "patients": 0, "slices": 0,
+                              "tumor_slices": 0, "problems": [str(p) for p in error.problems]},
+                             indent=2))
+        else:
+            print(error, file=sys.stderr)
+        return 2
+    print(json.dumps(result.counts(), indent=2) if args.json else result.summary())
+    return 0 if result.ok else 1
+
+
+def phantom_main(argv: list[str]) -> int:
+    """Write the synthetic phantom dataset in the Kaggle layout."""
+    from .phantom import write_phantom_dataset
+
+    parser = argparse.ArgumentParser(prog="python -m brainlib phantom",
+                                     description="Write a phantom dataset (kaggle_3m layout).")
+    parser.add_argument("path", help="output folder (kaggle_3m is created inside)")
+    parser.add_argument("--patients", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    options = {"seed": args.seed}
+    if args.patients:
+        options["n_patients"] = args.patients
+    print(write_phantom_dataset(args.path, **options))
+    return 0
+
+
+def download_main(argv: list[str]) -> int:
+    """Download the Kaggle dataset with kagglehub and print its kaggle_3m folder."""
+    from .data import DataUnavailableError, download_kaggle
+
+    argparse.ArgumentParser(prog="python -m brainlib download").parse_args(argv)
+    try:
+        print(download_kaggle())
+    except DataUnavailableError as error:
+        print(error, file=sys.stderr)
+        return 2
+    return 0
+
+
+def _lazy(module: str, function: str):
+    def run(argv):
+        from importlib import import_module
+        return getattr(import_module(f".{module}", __package__), function)(argv)
+    return run
+
+
+COMMANDS = {
+    "scan": scan_main,
+    "phantom": phantom_main,
+    "download": download_main,
+    "summary": _lazy("models", "summary_main"),
+    "study": _lazy("study", "study_main"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print("usage: python -m brainlib {" + ",".join(COMMANDS) + "} ...\n"
+              "  scan PATH [--json]      check a kaggle_3m folder\n"
+              "  phantom PATH            write the synthetic phantom dataset\n"
+              "  download                fetch the Kaggle dataset (needs internet)\n"
+              "  summary MODEL           layer table and parameter counts\n"
+              "  study [--profile NAME]  run the notebooks with papermill", file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

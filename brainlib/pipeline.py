@@ -1,0 +1,179 @@
+"""From manifest rows to model-ready batches.
+
+Slices are decoded from TIFF once, resized, and kept as a uint8 array in an on-disk cache
+(a `.npy` memory map written in chunks, so a full dataset never sits in memory as
+float32). `make_dataset` then serves batches from it with `tf.data`: shuffle, augmentation
+(rotation and scaling, as in the paper, training batches only), the model's own
+`preprocess_input` on 0-255 RGB, prefetch.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .data import DataProblem, DatasetError, cache_dir, read_tiff
+
+CHUNK = 64  # slices decoded per step: bounds memory while streaming to the cache
+MODEL_NAMES = ("resnet50", "vgg16")
+
+
+def load_images(manifest: pd.DataFrame, image_size: int, *, use_cache: bool = True
+                ) -> np.ndarray:
+    """The manifest's slices as a uint8 (N, size, size, 3) array, read-only, disk-backed.
+
+    The cache key covers every file's path, size and modification time and the size, so a
+    changed file (or a different size) decodes again; a second run does not decode at all.
+    """
+    return _cached_stack(manifest["image_path"].tolist(), image_size, "image", use_cache)
+
+
+def load_masks(manifest: pd.DataFrame, image_size: int, *, use_cache: bool = True
+               ) -> np.ndarray:
+    """The manifest's masks as uint8 (N, size, size) arrays of 0/255, disk-backed.
+
+    Resized by the maximum over each block, so a slice with any tumor pixel keeps one.
+    """
+    return _cached_stack(manifest["mask_path"].tolist(), image_size, "mask", use_cache)
+
+
+def _cached_stack(paths: list[str], size: int, kind: str, use_cache: bool) -> np.ndarray:
+    shape = (len(paths), size, size, 3) if kind == "image" else (len(paths), size, size)
+    key = hashlib.sha1(repr((kind, size, [_file_signature(p) for p in paths])).encode())
+    target = cache_dir() / "arrays" / f"{kind}-{size}-{key.hexdigest()[:20]}.npy"
+    if use_cache and target.exists():
+        return np.load(target, mmap_mode="r")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    stack = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+    decode = _decode_image if kind == "image" else _decode_mask
+    try:
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            for start in range(0, len(paths), CHUNK):
+                chunk = paths[start:start + CHUNK]
+                stack[start:start + len(chunk)] = np.stack(
+                    list(pool.map(lambda p: decode(p, size), chunk)))
+        stack.flush()
+        del stack
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return np.load(target, mmap_mode="r")
+
+
+def _file_signature(path: str) -> tuple:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        raise DatasetError([DataProblem(path, "file is missing (the manifest is out of date: "
+                                              "scan the dataset again)")]) from None
+    return (path, stat.st_size, stat.st_mtime_ns)
+
+
+def _decode_image(path: str, size: int) -> np.ndarray:
+    image = read_tiff_checked(path, ndim=3)
+    if image.shape[:2] != (size, size):
+        image = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    return image
+
+
+def _decode_mask(path: str, size: int) -> np.ndarray:
+    mask = read_tiff_checked(path, ndim=2)
+    if mask.shape != (size, size):
+        # Maximum over each source block (np.maximum.reduceat), so a tumor of one pixel
+        # survives downsizing and a slice's label never changes.
+        rows = np.arange(size) * mask.shape[0] // size
+        cols = np.arange(size) * mask.shape[1] // size
+        mask = np.maximum.reduceat(np.maximum.reduceat(mask, rows, axis=0), cols, axis=1)
+    return mask
+
+
+def read_tiff_checked(path: str, ndim: int) -> np.ndarray:
+    """Read a slice (ndim 3) or mask (ndim 2) TIFF, raising `DatasetError` naming the file."""
+    try:
+        array = read_tiff(path)
+    except Exception as error:  # _TiffReadError carries the file and the problem
+        raise DatasetError([DataProblem(getattr(error, "path", path),
+                                        getattr(error, "problem", str(error)))]) from None
+    if ndim == 2 and array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    expected = "(H, W, 3) RGB" if ndim == 3 else "(H, W) single channel"
+    if array.ndim != ndim or (ndim == 3 and array.shape[2] != 3) or array.dtype != np.uint8:
+        raise DatasetError([DataProblem(path, f"has shape {array.shape} {array.dtype}, "
+                                              f"expected {expected} uint8")])
+    return array
+
+
+def preprocess_input(model_name: str, images) -> "np.ndarray":
+    """The model's own ImageNet preprocessing on 0-255 RGB (caffe mode: BGR, mean removed).
+
+    Do not divide by 255 first: both ResNet50 and VGG16 expect the 0-255 range.
+    """
+    from keras.applications import resnet50, vgg16
+
+    functions = {"resnet50": resnet50.preprocess_input, "vgg16": vgg16.preprocess_input}
+    if model_name not in functions:
+        raise ValueError(f"model_name must be one of {MODEL_NAMES}, got {model_name!r}")
+    if isinstance(images, np.ndarray):
+        images = images.astype(np.float32)
+    else:
+        import tensorflow as tf
+        images = tf.cast(images, tf.float32)
+    return functions[model_name](images)
+
+
+def augmentation_layers(seed: int = 0, rotation: float = 0.1, zoom: float = 0.1):
+    """Random rotation (fraction of a full turn) and scaling, as the paper's Keras augmentation."""
+    import keras
+
+    return keras.Sequential([
+        keras.layers.RandomRotation(rotation, fill_mode="constant", seed=seed),
+        keras.layers.RandomZoom(zoom, fill_mode="constant", seed=seed + 1),
+    ], name="augmentation")
+
+
+def make_dataset(manifest: pd.DataFrame, model_name: str, image_size: int, *,
+                 batch_size: int = 32, training: bool = False, augment: bool = False,
+                 seed: int = 0, labels: np.ndarray | None = None):
+    """A `tf.data.Dataset` of (float32 preprocessed images, float32 one-hot labels).
+
+    Training batches are shuffled (seeded) and, with `augment`, rotated and scaled;
+    evaluation batches keep the manifest's order. `labels` overrides the manifest's
+    (for the shuffled-label control).
+    """
+    import tensorflow as tf
+
+    if augment and not training:
+        raise ValueError("augmentation applies to training batches only")
+    images = load_images(manifest, image_size)
+    labels = manifest["label"].to_numpy() if labels is None else np.asarray(labels)
+    one_hot = np.eye(2, dtype=np.float32)[labels.astype(int)]
+
+    def gather(index):
+        index = np.sort(index)  # memory-map reads in file order
+        return images[index], one_hot[index]
+
+    def load_batch(index):
+        batch_images, batch_labels = tf.numpy_function(
+            gather, [index], (tf.uint8, tf.float32), stateful=False)
+        batch_images.set_shape((None, image_size, image_size, 3))
+        batch_labels.set_shape((None, 2))
+        return batch_images, batch_labels
+
+    dataset = tf.data.Dataset.from_tensor_slices(np.arange(len(manifest)))
+    if training:
+        dataset = dataset.shuffle(len(manifest), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size).map(load_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    if augment:
+        layers = augmentation_layers(seed)
+        dataset = dataset.map(lambda x, y: (layers(tf.cast(x, tf.float32), training=True), y),
+                              num_parallel_calls=1)  # one stream of seeded randomness
+    dataset = dataset.map(lambda x, y: (preprocess_input(model_name, x), y),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
