@@ -198,7 +198,7 @@ def _pair_patient_files(patient_dir: Path, report) -> list[tuple]:
         kind = masks if match["mask"] else images
         number = int(match["slice"])
         if number in kind:
-            report(f, f"duplicate slice number {number} (also {kind[number].name})")
+            report(f, f"duplicate slice number {number} (also {kind[number]})")
             continue
         kind[number] = f
     for number in sorted(set(images) - set(masks)):

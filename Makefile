@@ -1,0 +1,43 @@
+# One command per task; each creates the local virtual environment .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= default
+# Extra parameters for the study, e.g. make study ARGS="-p epochs=2"
+ARGS ?=
+
+.PHONY: help install study test test-fast bench lab book book-check clean
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make study   run the study (profile: $(PROFILE)) into runs/$(PROFILE)"
+	@echo "make test    run the test suite (unit tests + notebook regression tests)"
+	@echo "make bench   run every benchmark in benchmarks/"
+	@echo "make lab     open JupyterLab on the notebooks (jupytext pairing on)"
+	@echo "make book    build the Jupyter Book from the latest study run"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+study: install
+	$(PY) -m brainlib study --profile $(PROFILE) $(ARGS)
+
+test: install
+	$(PY) -m pytest tests
+
+test-fast: install
+	$(PY) -m pytest tests -m "not slow"
+
+bench: install
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks
+
+clean:
+	rm -rf _build runs/.tmp

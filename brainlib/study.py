@@ -1,0 +1,193 @@
+"""Run the study: profiles of parameters, the run folder, and the notebooks via papermill.
+
+A run folder (`runs/<profile>/`) holds everything a run makes: `params.json`, the
+manifest with its split columns, the predictions table, and the executed notebooks.
+A notebook already executed with the same parameters is not run again unless forced, so
+a stopped study resumes where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+
+from . import data, splits
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO_ROOT / "notebooks"
+PROFILES = Path(__file__).with_name("profiles.toml")
+# Parameters that change the manifest; anything else leaves it as it is.
+MANIFEST_KEYS = ("data_source", "phantom_patients", "seed", "n_folds", "test_fraction")
+
+
+def profile_names() -> list[str]:
+    return list(tomllib.loads(PROFILES.read_text()))
+
+
+def load_profile(name: str = "default", overrides: dict | None = None) -> dict:
+    """A profile's parameters with overrides applied (each checked against the profile)."""
+    profiles = tomllib.loads(PROFILES.read_text())
+    if name not in profiles:
+        raise ValueError(f"unknown profile {name!r}; profiles in {PROFILES.name}: "
+                         f"{', '.join(profiles)}")
+    params = dict(profiles[name])
+    params.pop("description", None)
+    for key, value in (overrides or {}).items():
+        if key not in params and key not in ("phantom_patients", "run_dir"):
+            raise ValueError(f"unknown parameter {key!r} for profile {name!r}; known: "
+                             f"{', '.join(sorted(params))}")
+        params[key] = value
+    params["profile"] = name
+    return params
+
+
+def parse_overrides(pairs: list[str], reference: dict) -> dict:
+    """`["epochs=2", "augment=true"]` -> typed values, using the profile's types."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise ValueError(f"parameter {pair!r} is not key=value")
+        kind = type(reference.get(key, ""))
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"parameter {key} expects true/false, got {text!r}")
+            value = text.lower() in ("true", "1", "yes")
+        elif kind in (int, float):
+            try:
+                value = kind(text)
+            except ValueError:
+                raise ValueError(f"parameter {key} expects {kind.__name__}, got {text!r}") from None
+        else:
+            value = text
+        overrides[key] = value
+    return overrides
+
+
+def resolve_data_source(source: str) -> str:
+    """Keep 'phantom'/'kaggle'; resolve a relative path from here, then from the repository."""
+    if source in ("phantom", "kaggle", "", None):
+        return source
+    path = Path(source).expanduser()
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        path = REPO_ROOT / path
+    return str(path.resolve())
+
+
+def prepare_manifest(run_dir: str | os.PathLike, *, data_source: str = "phantom",
+                     seed: int = 0, n_folds: int = 8, test_fraction: float = 0.3,
+                     phantom_patients: int | None = None, **_ignored) -> pd.DataFrame:
+    """The run's manifest with split columns: made once, read back on later calls.
+
+    Scans the dataset (failing with every problem listed before any long work starts),
+    adds the patient and slice splits and writes `manifest.csv` atomically.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"data_source": resolve_data_source(data_source), "seed": seed,
+                "n_folds": n_folds, "test_fraction": test_fraction,
+                "phantom_patients": phantom_patients}
+    manifest_path, settings_path = run_dir / "manifest.csv", run_dir / "manifest.json"
+    if manifest_path.exists() and settings_path.exists() and \
+            json.loads(settings_path.read_text()) == settings:
+        return read_manifest(run_dir)
+    folder = data.locate_dataset(settings["data_source"], phantom_patients=phantom_patients,
+                                 seed=seed)
+    scan = data.scan_dataset(folder, collect_problems=True)
+    if not scan.ok:
+        raise data.DatasetError(scan.problems)
+    manifest = splits.add_splits(scan.manifest, n_folds=n_folds, test_fraction=test_fraction,
+                                 seed=seed)
+    manifest.insert(0, "dataset", "phantom" if settings["data_source"] == "phantom" else "real")
+    data.write_csv_atomic(manifest, manifest_path)
+    data.write_text_atomic(settings_path, json.dumps(settings, indent=2))
+    return manifest
+
+
+def read_manifest(run_dir: str | os.PathLike) -> pd.DataFrame:
+    return pd.read_csv(Path(run_dir) / "manifest.csv",
+                       dtype={"patient_id": str, "institution": str})
+
+
+def notebook_sources() -> list[Path]:
+    """The study's notebooks, in order (`notebooks/NN_name.py`, jupytext percent format)."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+
+
+def run_study(profile: str = "default", overrides: dict | None = None, *,
+              run_root: str | os.PathLike = "runs", force: bool = False,
+              only: list[str] | None = None) -> Path:
+    """Prepare the manifest, then execute each notebook with papermill into the run folder."""
+    import jupytext
+    import papermill
+
+    params = load_profile(profile, overrides)
+    run_dir = Path(params.pop("run_dir", None) or Path(run_root) / profile).resolve()
+    params["run_dir"] = str(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data.write_text_atomic(run_dir / "params.json", json.dumps(params, indent=2))
+    print(f"study '{profile}' -> {run_dir}", flush=True)
+    prepare_manifest(run_dir, **{k: params.get(k) for k in MANIFEST_KEYS if k in params})
+    for source in notebook_sources():
+        if only and not any(name in source.stem for name in only):
+            continue
+        notebook = jupytext.read(source)
+        declared = _declared_parameters(notebook)
+        given = {k: v for k, v in params.items() if k in declared}
+        digest = hashlib.sha1(json.dumps([given, source.read_text()], sort_keys=True,
+                                         default=str).encode()).hexdigest()
+        output, stamp = run_dir / f"{source.stem}.ipynb", run_dir / f".{source.stem}.done"
+        if not force and output.exists() and stamp.exists() and stamp.read_text() == digest:
+            print(f"  {source.stem}: up to date, not re-run", flush=True)
+            continue
+        print(f"  {source.stem}: running", flush=True)
+        tmp_in = run_dir / f".{source.stem}.input.ipynb"
+        tmp_out = run_dir / f".{source.stem}.partial.ipynb"
+        jupytext.write(notebook, tmp_in)
+        try:
+            papermill.execute_notebook(str(tmp_in), str(tmp_out), parameters=given,
+                                       cwd=str(run_dir), progress_bar=True, kernel_name="python3")
+        finally:
+            tmp_in.unlink(missing_ok=True)
+        os.replace(tmp_out, output)
+        data.write_text_atomic(stamp, digest)
+    return run_dir
+
+
+def _declared_parameters(notebook) -> set[str]:
+    """Names assigned in the cell tagged `parameters` (the notebook's interface)."""
+    import ast
+
+    for cell in notebook.cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            tree = ast.parse(cell.source)
+            return {target.id for node in tree.body if isinstance(node, ast.Assign)
+                    for target in node.targets if isinstance(target, ast.Name)}
+    return set()
+
+
+def study_main(argv: list[str]) -> int:
+    """`python -m brainlib study --profile NAME [-p key=value ...] [--force]`."""
+    parser = argparse.ArgumentParser(prog="python -m brainlib study",
+                                     description="Run the study notebooks with papermill.")
+    parser.add_argument("--profile", default="default", choices=profile_names())
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a profile parameter (repeatable)")
+    parser.add_argument("--run-root", default="runs", help="folder of run folders")
+    parser.add_argument("--force", action="store_true", help="re-run finished notebooks")
+    parser.add_argument("--only", nargs="*", help="run only notebooks whose name has one of these")
+    args = parser.parse_args(argv)
+    try:
+        overrides = parse_overrides(args.param, load_profile(args.profile))
+        run_study(args.profile, overrides, run_root=args.run_root, force=args.force,
+                  only=args.only)
+    except (ValueError, data.DataUnavailableError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

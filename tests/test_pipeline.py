@@ -1,0 +1,93 @@
+"""Input pipeline: cached decoding, resizing that keeps labels, preprocessing, batches."""
+import numpy as np
+import pytest
+import tifffile
+
+from brainlib import pipeline
+from brainlib.data import DatasetError, scan_dataset
+
+
+@pytest.fixture
+def manifest(phantom_copy):
+    return scan_dataset(phantom_copy).manifest
+
+
+def test_images_are_decoded_once_then_read_from_the_cache(manifest, monkeypatch):
+    first = pipeline.load_images(manifest, 64)
+    assert first.dtype == np.uint8 and first.shape == (len(manifest), 64, 64, 3)
+    assert np.array_equal(first[5], tifffile.imread(manifest["image_path"][5]))
+    decoded = []
+    original = pipeline._decode_image
+    monkeypatch.setattr(pipeline, "_decode_image", lambda p, s: decoded.append(p) or original(p, s))
+    again = pipeline.load_images(manifest, 64)
+    assert decoded == [] and np.array_equal(first, again)
+    # A changed file invalidates the cache.
+    path = manifest["image_path"][0]
+    tifffile.imwrite(path, np.full((64, 64, 3), 7, np.uint8), photometric="rgb")
+    changed = pipeline.load_images(manifest, 64)
+    assert len(decoded) == len(manifest)
+    assert (changed[0] == 7).all()
+
+
+def test_resizing_keeps_every_slice_label(manifest):
+    for size in (16, 24, 37, 100):
+        masks = pipeline.load_masks(manifest, size)
+        assert masks.shape == (len(manifest), size, size)
+        assert np.array_equal(masks.reshape(len(manifest), -1).max(axis=1) > 0,
+                              manifest["label"].to_numpy() == 1)
+    images = pipeline.load_images(manifest, 32)
+    assert images.shape == (len(manifest), 32, 32, 3)
+
+
+def test_a_single_tumor_pixel_survives_downsizing(manifest):
+    path = manifest["mask_path"][0]
+    mask = np.zeros((64, 64), np.uint8)
+    mask[63, 1] = 255
+    tifffile.imwrite(path, mask)
+    assert pipeline.load_masks(manifest.iloc[:1], 7)[0].max() == 255
+
+
+def test_preprocessing_uses_the_0_255_range_caffe_style():
+    white = np.full((1, 2, 2, 3), 255, np.uint8)
+    for model_name in pipeline.MODEL_NAMES:
+        out = pipeline.preprocess_input(model_name, white)
+        # BGR order, ImageNet channel means removed, no division by 255.
+        assert np.allclose(out[0, 0, 0], [255 - 103.939, 255 - 116.779, 255 - 123.68])
+    with pytest.raises(ValueError, match="model_name"):
+        pipeline.preprocess_input("alexnet", white)
+
+
+def test_evaluation_batches_follow_the_manifest(manifest):
+    dataset = pipeline.make_dataset(manifest, "resnet50", 32, batch_size=8)
+    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    assert images.dtype == np.float32 and images.shape == (len(manifest), 32, 32, 3)
+    assert np.array_equal(labels.argmax(axis=1), manifest["label"].to_numpy())
+    expected = pipeline.preprocess_input("resnet50", pipeline.load_images(manifest, 32))
+    assert np.allclose(images, expected)
+
+
+def test_training_batches_are_shuffled_reproducibly_and_augmented(manifest):
+    def first_epoch(**kwargs):
+        dataset = pipeline.make_dataset(manifest, "vgg16", 32, batch_size=16, training=True,
+                                        seed=4, **kwargs)
+        return [(x.numpy(), y.numpy()) for x, y in dataset]
+
+    plain_a, plain_b = first_epoch(), first_epoch()
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(plain_a, plain_b))
+    order = np.concatenate([y for _, y in plain_a]).argmax(axis=1)
+    assert sorted(order) == sorted(manifest["label"])
+    augmented = first_epoch(augment=True)
+    assert not np.allclose(augmented[0][0], plain_a[0][0])
+    assert np.array_equal(np.concatenate([y for _, y in augmented]).sum(axis=0),
+                          np.concatenate([y for _, y in plain_a]).sum(axis=0))
+    with pytest.raises(ValueError, match="training"):
+        pipeline.make_dataset(manifest, "vgg16", 32, augment=True)
+
+
+def test_a_damaged_file_in_the_pipeline_names_the_file(manifest):
+    path = manifest["image_path"][2]
+    with open(path, "r+b") as handle:
+        handle.truncate(200)
+    with pytest.raises(DatasetError, match=path):
+        pipeline.load_images(manifest, 32)
