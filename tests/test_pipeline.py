@@ -57,6 +57,33 @@ def test_preprocessing_uses_the_0_255_range_caffe_style():
         pipeline.preprocess_input("alexnet", white)
 
 
+def test_fast_numpy_preprocessing_equals_keras_own():
+    from keras.applications import resnet50, vgg16
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    for model_name, module in (("resnet50", resnet50), ("vgg16", vgg16)):
+        expected = module.preprocess_input(images.astype(np.float32))
+        assert np.allclose(pipeline.preprocess_input(model_name, images), expected, atol=1e-4)
+        assert np.allclose(pipeline.preprocess_input(model_name, images.astype("float32")),
+                           np.asarray(pipeline.preprocess_input(model_name, tf_constant(images))),
+                           atol=1e-4)
+
+
+def tf_constant(array):
+    import tensorflow as tf
+    return tf.constant(array)
+
+
+def test_augmentation_rotates_and_scales_about_the_centre():
+    import math
+    layer = pipeline.augmentation_layers(seed=1, rotation=0.25, zoom=0.0)
+    image = np.zeros((1, 33, 33, 3), np.float32)
+    image[0, 16, 16] = 255  # the centre stays put under any rotation
+    out = np.asarray(layer(image, training=True))
+    assert out[0, 16, 16, 0] > 200
+    assert np.allclose(np.asarray(layer(image, training=False)), image)
+
+
 def test_evaluation_batches_follow_the_manifest(manifest):
     dataset = pipeline.make_dataset(manifest, "resnet50", 32, batch_size=8)
     images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in dataset])
