@@ -9,7 +9,7 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 __all__ = ["data", "phantom", "splits", "pipeline", "models", "train", "metrics", "stats",
-           "audit", "plots", "study", "equations"]
+           "audit", "plots", "study", "equations", "eda"]
 
 
 def __getattr__(name):

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,11 +330,12 @@ def locate_dataset(source: str | os.PathLike | None, phantom_root: str | os.Path
     """Turn a data source into a `kaggle_3m` folder.
 
     `source` is a folder path, `"kaggle"` (download), `"phantom"` (generate the
-    synthetic dataset under `phantom_root`, once), or None (then `$BRAINLIB_DATA`, else
-    the phantom).
+    synthetic dataset under `phantom_root`, once), or `"auto"`/None: `$BRAINLIB_DATA` if
+    set, else the Kaggle download on Colab, else the phantom.
     """
-    if source in (None, ""):
-        source = os.environ.get(DATA_ENV_VAR) or "phantom"
+    if source in (None, "", "auto"):
+        in_colab = "google.colab" in sys.modules
+        source = os.environ.get(DATA_ENV_VAR) or ("kaggle" if in_colab else "phantom")
     if source == "kaggle":
         return download_kaggle()
     if source == "phantom":

@@ -72,7 +72,7 @@ def parse_overrides(pairs: list[str], reference: dict) -> dict:
 
 def resolve_data_source(source: str) -> str:
     """Keep 'phantom'/'kaggle'; resolve a relative path from here, then from the repository."""
-    if source in ("phantom", "kaggle", "", None):
+    if source in ("phantom", "kaggle", "auto", "", None):
         return source
     path = Path(source).expanduser()
     if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
@@ -104,7 +104,9 @@ def prepare_manifest(run_dir: str | os.PathLike, *, data_source: str = "phantom"
         raise data.DatasetError(scan.problems)
     manifest = splits.add_splits(scan.manifest, n_folds=n_folds, test_fraction=test_fraction,
                                  seed=seed)
-    manifest.insert(0, "dataset", "phantom" if settings["data_source"] == "phantom" else "real")
+    is_phantom = (folder / "README.md").exists() and \
+        "phantom" in (folder / "README.md").read_text()[:2000].lower()
+    manifest.insert(0, "dataset", "phantom" if is_phantom else "real")
     data.write_csv_atomic(manifest, manifest_path)
     data.write_text_atomic(settings_path, json.dumps(settings, indent=2))
     return manifest
@@ -113,6 +115,16 @@ def prepare_manifest(run_dir: str | os.PathLike, *, data_source: str = "phantom"
 def read_manifest(run_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(Path(run_dir) / "manifest.csv",
                        dtype={"patient_id": str, "institution": str})
+
+
+def notebook_setup() -> None:
+    """Notebook display settings: plotly figures embed their JavaScript (interactive in the
+    HTML book and offline, no CDN), tables show a sensible number of rows and digits."""
+    import plotly.io as pio
+
+    pio.renderers.default = "plotly_mimetype+notebook"
+    pd.set_option("display.max_rows", 40)
+    pd.set_option("display.precision", 4)
 
 
 def notebook_sources() -> list[Path]:

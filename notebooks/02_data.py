@@ -1,0 +1,150 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Data and exploratory analysis
+#
+# <a href="https://colab.research.google.com/github/brainlib-study/resnet-lgg-book/blob/main/notebooks/02_data.ipynb" target="_blank"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
+#
+# The paper uses Kaggle's LGG MRI segmentation dataset: 110 patients of The Cancer Genome
+# Atlas, 3,929 axial slices of 256x256 pixels with three channels (pre-contrast, FLAIR,
+# post-contrast), each with a tumor mask drawn by a radiologist. A slice is labelled
+# *tumor* when its mask has any tumor pixel. This chapter scans the dataset, checks every
+# file, and looks at what a classifier will see: how many slices of each class, how they
+# spread over patients and institutions, how small the tumors get, and how the split
+# keeps every patient on one side.
+
+# %% tags=["remove-cell"]
+# Set-up on Colab only: install brainlib from the repository (Colab keeps its TensorFlow).
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
+
+# %% tags=["parameters"]
+# Parameters (papermill). data_source: "auto" (Kaggle on Colab, the phantom elsewhere),
+# "phantom", "kaggle", or a path to a kaggle_3m folder.
+run_dir = "runs/notebook"
+data_source = "auto"
+phantom_patients = 24
+seed = 0
+n_folds = 8
+test_fraction = 0.3
+
+# %%
+import numpy as np
+import plotly.express as px
+
+import brainlib as bl
+
+bl.study.notebook_setup()
+manifest = bl.study.prepare_manifest(run_dir, data_source=data_source, seed=seed,
+                                     n_folds=n_folds, test_fraction=test_fraction,
+                                     phantom_patients=phantom_patients)
+DATASET = manifest["dataset"].iloc[0].upper()
+print(f"dataset: {DATASET}  ({manifest['patient_id'].nunique()} patients, "
+      f"{len(manifest)} slices)")
+
+# %% [markdown]
+# Every result below carries the dataset's name: **PHANTOM** results come from the
+# synthetic dataset that lets this book run anywhere offline; they show that the code
+# works, and say nothing about real tumors.
+#
+# ## Classes
+#
+# The paper reports 1,373 tumor and 2,556 no-tumor slices (35% tumor). The same count
+# from the scanned manifest:
+
+# %%
+bl.eda.class_counts(manifest)
+
+# %% [markdown]
+# ## Patients and institutions
+#
+# Slices are not independent: each patient contributes a whole stack, and neighbouring
+# slices look alike. This is why the evaluation must keep every patient on one side of
+# a split.
+
+# %%
+patients = bl.eda.per_patient(manifest)
+patients.describe().loc[["count", "mean", "min", "max"], ["slices", "tumor_slices"]]
+
+# %%
+bl.eda.per_institution(manifest)
+
+# %%
+fig = px.histogram(patients, x="slices", color="institution", nbins=20,
+                   title=f"Slices per patient ({DATASET})")
+fig.show()
+
+# %% [markdown]
+# ## How small tumors get
+#
+# The label is "any tumor pixel", so a slice at the edge of a tumor with a few dozen
+# pixels counts as much as one through its centre. Those small ones are where
+# classifiers miss.
+
+# %%
+sizes = bl.eda.tumor_sizes(manifest)
+print(f"tumor slices: {len(sizes)}; median tumor area {sizes.median():.0f} pixels; "
+      f"{(sizes < 100).mean():.1%} under 100 pixels")
+fig = px.histogram(sizes, x="tumor_pixels", nbins=40, log_y=True,
+                   title=f"Tumor area per tumor slice, pixels ({DATASET})")
+fig.show()
+
+# %% [markdown]
+# ## Intensities per channel
+#
+# The images are 8-bit RGB, one MRI sequence per channel. Tumors are brightest in FLAIR.
+# These statistics are over all pixels of each class, decoded once and cached as uint8.
+
+# %%
+images = bl.pipeline.load_images(manifest, 256)
+bl.eda.channel_statistics(images, manifest["label"].to_numpy())
+
+# %% [markdown]
+# ## Slices with their masks
+#
+# The paper's Figs. 2-3: input slices and the same slices with the tumor mask overlaid.
+
+# %%
+examples = bl.eda.example_slices(manifest, n=4, seed=seed)
+masks = bl.pipeline.load_masks(manifest, 256)
+tiles = [np.concatenate([images[i], bl.eda.overlay(images[i], masks[i])], axis=0)
+         for i in examples.index]
+fig = px.imshow(np.concatenate(tiles, axis=1),
+                title=f"Slices (top) and tumor masks overlaid (bottom), {DATASET}")
+fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
+fig.show()
+
+# %% [markdown]
+# ## The split
+#
+# The paper split slices 70:30 at random, so slices of one patient fall on both sides and
+# the test set holds near-copies of training slices. This book splits patients: grouped by
+# patient and stratified by label, seeded, and checked in code. The folds of the
+# cross-validation are recorded in the manifest, so every later chapter reads the same
+# split.
+
+# %%
+summary = manifest.groupby("split_patient").agg(
+    patients=("patient_id", "nunique"), slices=("label", "size"),
+    tumor_share=("label", "mean"))
+summary
+
+# %%
+leaky = manifest.groupby("patient_id")["split_slice"].nunique().gt(1).mean()
+print(f"patients on both sides: patient split 0%, the paper's slice split {leaky:.0%}")
+bl.splits.split_summary(manifest)
