@@ -39,5 +39,10 @@ bench: install
 lab: install
 	$(VENV)/bin/jupyter lab notebooks
 
+book: install
+	$(PY) -c "import brainlib.study as s; s.stage_book('runs/$(PROFILE)', '_build/src')"
+	$(VENV)/bin/jupyter-book build _build/src --path-output _build -W -n --keep-going
+	@echo "book: _build/_build/html/index.html"
+
 clean:
 	rm -rf _build runs/.tmp

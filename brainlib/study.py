@@ -122,7 +122,8 @@ def notebook_setup() -> None:
     HTML book and offline, no CDN), tables show a sensible number of rows and digits."""
     import plotly.io as pio
 
-    pio.renderers.default = "plotly_mimetype+notebook"
+    in_colab = "google.colab" in sys.modules
+    pio.renderers.default = "colab" if in_colab else "plotly_mimetype+notebook"
     pd.set_option("display.max_rows", 40)
     pd.set_option("display.precision", 4)
 
@@ -182,6 +183,35 @@ def _declared_parameters(notebook) -> set[str]:
             return {target.id for node in tree.body if isinstance(node, ast.Assign)
                     for target in node.targets if isinstance(target, ast.Name)}
     return set()
+
+
+BOOK_FILES = ("_config.yml", "_toc.yml", "book")
+
+
+def stage_book(run_dir: str | os.PathLike, stage_dir: str | os.PathLike = "_build/src") -> Path:
+    """Lay out the book's sources with the run's executed notebooks as its chapters.
+
+    The written chapters and configuration come from the repository; each
+    `notebooks/NN_name.ipynb` is the executed copy from `run_dir`, so the book shows the
+    latest run and never executes anything itself.
+    """
+    import shutil
+
+    run_dir, stage = Path(run_dir), Path(stage_dir)
+    missing = [s.stem for s in notebook_sources() if not (run_dir / f"{s.stem}.ipynb").exists()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} lacks executed notebooks {missing}: run "
+                                f"`make study` (or `python -m brainlib study`) first")
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    for name in BOOK_FILES:
+        source = REPO_ROOT / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, stage / name)
+    (stage / "notebooks").mkdir()
+    for source in notebook_sources():
+        shutil.copy(run_dir / f"{source.stem}.ipynb", stage / "notebooks")
+    return stage
 
 
 def study_main(argv: list[str]) -> int:
