@@ -6,12 +6,13 @@ PROFILE ?= default
 # Extra parameters for the study, e.g. make study ARGS="-p epochs=2"
 ARGS ?=
 
-.PHONY: help install study test test-fast bench lab book book-check clean
+.PHONY: help install study test test-fast notebooks bench lab book clean
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make study   run the study (profile: $(PROFILE)) into runs/$(PROFILE)"
 	@echo "make test    run the test suite (unit tests + notebook regression tests)"
+	@echo "make notebooks  re-execute the reference notebooks after editing a notebook"
 	@echo "make bench   run every benchmark in benchmarks/"
 	@echo "make lab     open JupyterLab on the notebooks (jupytext pairing on)"
 	@echo "make book    build the Jupyter Book from the latest study run"
@@ -27,8 +28,13 @@ install: $(VENV)/.installed
 study: install
 	$(PY) -m brainlib study --profile $(PROFILE) $(ARGS)
 
+# Unit tests, then the notebooks' regression tests (nbval) against their reference outputs.
 test: install
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+# Re-execute the reference notebooks (notebooks/*.ipynb) after changing a notebook source.
+notebooks: install
+	$(PY) -c "import brainlib.study as s; s.execute_reference_notebooks()"
 
 test-fast: install
 	$(PY) -m pytest tests -m "not slow"

@@ -185,6 +185,26 @@ def _declared_parameters(notebook) -> set[str]:
     return set()
 
 
+def execute_reference_notebooks(only: list[str] | None = None, timeout: int = 1800) -> None:
+    """Execute each notebook in place with its own default parameters (the fast ones) and
+    save the outputs into its paired `.ipynb`: the reference that nbval checks."""
+    import jupytext
+    import nbclient
+
+    for source in notebook_sources():
+        if only and not any(name in source.stem for name in only):
+            continue
+        print(f"  {source.stem}: executing reference", flush=True)
+        notebook = jupytext.read(source)
+        nbclient.NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                                record_timing=False,
+                                resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+        target = source.with_suffix(".ipynb")
+        tmp = target.with_name(f".{target.stem}.tmp.ipynb")
+        jupytext.write(notebook, tmp, fmt="ipynb")
+        os.replace(tmp, target)
+
+
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
 
 

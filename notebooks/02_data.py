@@ -68,6 +68,7 @@ print(f"dataset: {DATASET}  ({manifest['patient_id'].nunique()} patients, "
 # from the scanned manifest:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 bl.eda.class_counts(manifest)
 
 # %% [markdown]
@@ -78,10 +79,12 @@ bl.eda.class_counts(manifest)
 # a split.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 patients = bl.eda.per_patient(manifest)
 patients.describe().loc[["count", "mean", "min", "max"], ["slices", "tumor_slices"]]
 
 # %%
+# NBVAL_CHECK_OUTPUT
 bl.eda.per_institution(manifest)
 
 # %%
@@ -97,6 +100,7 @@ fig.show()
 # classifiers miss.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 sizes = bl.eda.tumor_sizes(manifest)
 print(f"tumor slices: {len(sizes)}; median tumor area {sizes.median():.0f} pixels; "
       f"{(sizes < 100).mean():.1%} under 100 pixels")
@@ -111,6 +115,7 @@ fig.show()
 # These statistics are over all pixels of each class, decoded once and cached as uint8.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 images = bl.pipeline.load_images(manifest, 256)
 bl.eda.channel_statistics(images, manifest["label"].to_numpy())
 
@@ -139,12 +144,14 @@ fig.show()
 # split.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 summary = manifest.groupby("split_patient").agg(
     patients=("patient_id", "nunique"), slices=("label", "size"),
     tumor_share=("label", "mean"))
 summary
 
 # %%
+# NBVAL_CHECK_OUTPUT
 leaky = manifest.groupby("patient_id")["split_slice"].nunique().gt(1).mean()
 print(f"patients on both sides: patient split 0%, the paper's slice split {leaky:.0%}")
 bl.splits.split_summary(manifest)
