@@ -9,7 +9,7 @@ Our first epoch includes decoding and writing the cache. Each loader runs in its
 (max RSS) is its own. A third process measures building the cache of a full-size dataset
 alone (goal: under 2 GB peak).
 
-    python benchmarks/bench_pipeline.py [--patients 110] [--epochs 3]
+    python benchmarks/bench_pipeline.py [--patients 110] [--epochs 3] [--data PATH]
 """
 from __future__ import annotations
 
@@ -95,6 +95,8 @@ def run_worker(kind: str, folder: Path, args, cache: str, augment: bool = False
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=110, help="110 = the full-size dataset")
+    parser.add_argument("--data", help="a kaggle_3m folder to use instead of the phantom "
+                                       "(e.g. ../shared/data/lgg-sample, deflate TIFFs)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--size", type=int, default=256)
@@ -108,9 +110,14 @@ def main() -> None:
         return
 
     start = time.perf_counter()
-    folder = make_phantom(args.patients)
-    print(f"phantom dataset ({args.patients} patients): {folder} "
-          f"[{time.perf_counter() - start:.0f} s]", flush=True)
+    if args.data:
+        from brainlib.data import find_kaggle_3m
+        folder = find_kaggle_3m(args.data)
+        print(f"dataset: {folder}", flush=True)
+    else:
+        folder = make_phantom(args.patients)
+        print(f"phantom dataset ({args.patients} patients): {folder} "
+              f"[{time.perf_counter() - start:.0f} s]", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
         cache_only, cache_peak = run_worker("cache_only", folder, args, cache + "/a")
         results = {}
