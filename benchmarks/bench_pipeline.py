@@ -30,8 +30,8 @@ def make_phantom(patients: int) -> Path:
     from brainlib import data, phantom
 
     root = data.cache_dir() / "bench" / f"phantom-{patients}"
-    return phantom.write_phantom_dataset(root, n_patients=patients, seed=0,
-                                         **({} if patients != 110 else phantom.FULL_SIZE))
+    size = phantom.FULL_SIZE if patients == 110 else {"n_patients": patients}
+    return phantom.write_phantom_dataset(root, seed=0, **size)
 
 
 def worker(kind: str, folder: str, epochs: int, batch_size: int, size: int,

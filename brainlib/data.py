@@ -345,10 +345,8 @@ def locate_dataset(source: str | os.PathLike | None, phantom_root: str | os.Path
         options = {"seed": seed}
         if phantom_patients:
             options["n_patients"] = phantom_patients
-        folder = root / f"phantom-{'-'.join(f'{k}{v}' for k, v in sorted(options.items()))}"
-        done = folder / "COMPLETE"
-        if not done.exists():
-            phantom.write_phantom_dataset(folder, **options)
-            done.write_text("written by brainlib.phantom\n")
+        folder = root / "-".join(f"{k}{v}" for k, v in sorted(options.items()))
+        # Written once, atomically; a phantom with the same parameters is reused as is.
+        phantom.write_phantom_dataset(folder, **options)
         return find_kaggle_3m(folder)
     return find_kaggle_3m(source)
