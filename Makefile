@@ -6,7 +6,7 @@ PROFILE ?= default
 # Extra parameters for the study, e.g. make study ARGS="-p epochs=2"
 ARGS ?=
 
-.PHONY: help install study test test-fast notebooks bench lab book clean
+.PHONY: help install study test test-fast notebooks bench lab book book-check clean
 .DEFAULT_GOAL := help
 
 help:
@@ -49,6 +49,11 @@ book: install
 	$(PY) -c "import brainlib.study as s; s.stage_book('runs/$(PROFILE)', '_build/src')"
 	$(VENV)/bin/jupyter-book build _build/src --path-output _build -W -n --keep-going
 	@echo "book: _build/_build/html/index.html"
+
+# Open a chapter of the built book in headless Chromium: plotly drawn offline, Colab link
+# right, screenshot in _build/screenshots/ (needs Debian's chromium package).
+book-check: install
+	$(PY) -m brainlib.bookcheck _build/_build/html
 
 clean:
 	rm -rf _build runs/.tmp

@@ -1,0 +1,110 @@
+"""The built book renders offline in headless Chromium, and its Colab buttons point at the notebooks.
+
+The browser test never builds the book nor installs a browser: it skips unless `make book`
+has run and a Chromium is on PATH (`apt-get install chromium`). The DOM helpers are tested
+on small pages with no browser.
+"""
+from pathlib import Path
+
+import pytest
+
+from brainlib import bookcheck
+
+HTML_DIR = bookcheck.DEFAULT_HTML_DIR
+CHAPTER = "notebooks/02_data.html"
+SCREENSHOT = bookcheck.REPO_ROOT / "_build" / "screenshots" / "02_data.png"
+
+# plotly.js is embedded in every chapter, so its source mentions these class names even
+# when it never ran: a static page must not count as rendered.
+STATIC_PAGE = """<html><body>
+<a href="https://colab.research.google.com/github/o/r/blob/main/notebooks/02_data.ipynb">
+  <img alt="Open In Colab"></a>
+<div id="f1" class="plotly-graph-div" style="height:100%"></div>
+<script>/* plotly.js */ var c = "main-svg js-plotly-plot plot-container";</script>
+</body></html>"""
+RENDERED_PAGE = """<html><body>
+<a href="https://colab.research.google.com/github/o/r/blob/dev/book/notebooks/02_data.ipynb"
+   class="btn btn-sm dropdown-item" data-bs-toggle="tooltip"
+   data-bs-original-title="Launch on Colab"></a>
+<div id="f1" class="plotly-graph-div js-plotly-plot"><div class="plot-container plotly">
+  <svg class="main-svg"></svg><svg class="main-svg"></svg></div></div>
+</body></html>"""
+
+
+def test_plotly_rendered_needs_plotlyjs_to_have_drawn():
+    assert not bookcheck.plotly_rendered(STATIC_PAGE)
+    assert bookcheck.plotly_rendered(RENDERED_PAGE)
+    assert not bookcheck.plotly_rendered("<html><body><p>no figures</p></body></html>")
+    figures = bookcheck.plotly_figures(RENDERED_PAGE)
+    assert (figures.figures, figures.drawn, figures.main_svgs) == (1, 1, 2)
+
+
+def test_colab_link_is_the_launch_button_not_the_badge():
+    assert bookcheck.colab_link(STATIC_PAGE) is None
+    assert bookcheck.colab_link(RENDERED_PAGE) == (
+        "https://colab.research.google.com/github/o/r/blob/dev/book/notebooks/02_data.ipynb")
+    before_scripts = RENDERED_PAGE.replace("data-bs-original-title=", "title=")
+    assert bookcheck.colab_link(before_scripts) == bookcheck.colab_link(RENDERED_PAGE)
+
+
+def test_expected_colab_link_follows_config(tmp_path):
+    config = tmp_path / "_config.yml"
+    config.write_text("repository:\n  url: https://github.com/o/r/\n  branch: dev\n"
+                      "  path_to_book: book\nlaunch_buttons:\n"
+                      "  colab_url: https://colab.research.google.com\n")
+    assert bookcheck.expected_colab_link("notebooks/02_data", config) == bookcheck.colab_link(
+        RENDERED_PAGE)
+    config.write_text("repository:\n  url: https://github.com/o/r\nlaunch_buttons: {}\n")
+    with pytest.raises(ValueError, match="colab_url"):
+        bookcheck.expected_colab_link("notebooks/02_data", config)
+
+
+def test_project_config_has_colab_buttons():
+    link = bookcheck.expected_colab_link("notebooks/02_data")
+    assert link.startswith("https://colab.research.google.com/github/")
+    assert link.endswith("/notebooks/02_data.ipynb")
+
+
+@pytest.fixture(scope="module")
+def built_chapter() -> Path:
+    if bookcheck.find_chromium() is None:
+        pytest.skip("no Chromium on PATH (tried " + ", ".join(bookcheck.CHROMIUM_NAMES)
+                    + "; apt-get install chromium, or set BRAINLIB_CHROMIUM)")
+    if not HTML_DIR.is_dir():
+        pytest.skip(f"the book is not built ({HTML_DIR} missing): run `make study` and "
+                    "`make book` first")
+    page = HTML_DIR / CHAPTER
+    if not page.is_file():
+        pytest.skip(f"the built book has no {CHAPTER}: rebuild it with `make book`")
+    return page
+
+
+@pytest.fixture(scope="module")
+def rendered_dom(built_chapter) -> str:
+    return bookcheck.render_dom(built_chapter)
+
+
+@pytest.mark.slow
+def test_plotly_figures_render_offline(rendered_dom, built_chapter):
+    figures = bookcheck.plotly_figures(rendered_dom)
+    assert figures.figures > 0, f"{built_chapter} has no plotly figure"
+    assert bookcheck.plotly_rendered(rendered_dom), (
+        f"{figures} in {built_chapter} with the network disabled")
+
+
+@pytest.mark.slow
+def test_colab_button_points_at_paired_notebook(rendered_dom, built_chapter):
+    assert bookcheck.colab_link(rendered_dom) == bookcheck.expected_colab_link("notebooks/02_data"), (
+        f"Colab launch button of {built_chapter}")
+
+
+@pytest.mark.slow
+def test_screenshot(built_chapter):
+    png = bookcheck.screenshot(built_chapter, SCREENSHOT)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    with Image.open(png) as image:
+        assert image.size == bookcheck.WINDOW_SIZE
+        # A blank page is one colour; a rendered chapter has text, code and figures.
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 100
