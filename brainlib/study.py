@@ -112,6 +112,65 @@ def prepare_manifest(run_dir: str | os.PathLike, *, data_source: str = "phantom"
     return manifest
 
 
+def training_config(*, image_size: int = 64, weights: str = "none", epochs: int = 20,
+                    batch_size: int = 32, learning_rate: float = 1e-3, lr_decay: float = 0.0,
+                    augment: bool = False, standardize_features: bool = False,
+                    seed: int = 0, **_ignored):
+    """A profile's training parameters as a `brainlib.train.TrainConfig`."""
+    from .train import TrainConfig
+
+    return TrainConfig(image_size=image_size,
+                       weights=None if str(weights).lower() in ("none", "") else weights,
+                       epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                       lr_decay=lr_decay, augment=augment,
+                       standardize_features=standardize_features, seed=seed)
+
+
+def train_models(run_dir: str | os.PathLike, *, models: str = "resnet50,vgg16",
+                 folds_to_run: str = "all", leakage_experiment: bool = True,
+                 progress: bool = True, **params) -> pd.DataFrame:
+    """Cross-validate the classifiers on the run's manifest; return the predictions table.
+
+    Trains every model on the patient folds and, with `leakage_experiment`, also on the
+    slice folds (the paper's split) and with shuffled training labels under both. Results
+    go to `run_dir/training-<settings hash>/`, so other settings never overwrite these and
+    a stopped run resumes. The other keyword parameters are the manifest's (see
+    `prepare_manifest`) and the training's (see `training_config`).
+    """
+    from . import train
+
+    manifest = prepare_manifest(run_dir, **params)
+    config = training_config(**params)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    folds = None if folds_to_run in ("all", "", None) else \
+        [int(f) for f in str(folds_to_run).split(",")]
+    schemes = ("patient", "slice") if leakage_experiment else ("patient",)
+    controls = ("none", "shuffled_labels") if leakage_experiment else ("none",)
+    folder = training_dir(run_dir, models=models, folds_to_run=folds_to_run,
+                          leakage_experiment=leakage_experiment, **params)
+    return train.run_cross_validation(manifest, folder, config, models_to_run=names,
+                                      schemes=schemes, controls=controls, folds=folds,
+                                      progress=progress)
+
+
+def read_histories(run_dir: str | os.PathLike, **params) -> pd.DataFrame:
+    """Every unit's per-epoch history (loss and accuracy, training and validation)."""
+    folder = training_dir(run_dir, **params)
+    frames = [pd.read_csv(path) for path in sorted(folder.glob("units/*/history.csv"))]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def training_dir(run_dir: str | os.PathLike, **params) -> Path:
+    """The folder of one training setting inside a run (named by a hash of the settings)."""
+    from dataclasses import asdict
+
+    settings = {"config": asdict(training_config(**params)),
+                "manifest": {k: params.get(k) for k in MANIFEST_KEYS},
+                **{k: params.get(k) for k in ("models", "folds_to_run", "leakage_experiment")}}
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
+    return Path(run_dir) / f"training-{digest.hexdigest()[:10]}"
+
+
 def read_manifest(run_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(Path(run_dir) / "manifest.csv",
                        dtype={"patient_id": str, "institution": str})

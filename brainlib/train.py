@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: no widget dependency in notebooks
 
 from . import models, pipeline, splits
 from .data import write_csv_atomic, write_text_atomic
@@ -476,7 +476,7 @@ def run_cross_validation(
     split: str = "cv",
     folds=None,
     images: np.ndarray | None = None,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> pd.DataFrame:
     """Train and predict every (model, scheme, control, fold) unit; one predictions table.
 
@@ -527,10 +527,15 @@ def run_cross_validation(
     elif len(images) != len(manifest):
         raise ValueError(f"images has {len(images)} rows; the manifest has {len(manifest)}")
 
+    # progress=True: bars for units, features and epochs; "log": one printed line per
+    # finished unit (readable in an executed notebook); False: silent.
+    log = progress == "log"
+    progress = progress is True
     bar = tqdm(todo, desc="units", unit="unit", disable=not progress)
     features_by_model: dict[str, tuple] = {}
-    for model_name, scheme, control, fold in bar:
+    for index, (model_name, scheme, control, fold) in enumerate(bar):
         bar.set_postfix_str(unit_name(model_name, scheme, control, fold or 0))
+        started = time.perf_counter()
         if config.uses_feature_cache and model_name not in features_by_model:
             features_by_model.clear()  # one model's features in memory at a time
             base = build_frozen_base(model_name, config)
@@ -539,6 +544,11 @@ def run_cross_validation(
                            model_name, scheme, control, fold, run_dir, progress)
         table = pd.concat([read_predictions(run_dir), rows], ignore_index=True)
         write_csv_atomic(table, run_dir / "predictions.csv")
+        if log:
+            print(f"[{index + 1}/{len(todo)}] {unit_name(model_name, scheme, control, fold or 0)}"
+                  f": accuracy {(rows['y_pred'] == rows['y_true']).mean():.3f} on "
+                  f"{len(rows)} held-out slices ({time.perf_counter() - started:.1f} s)",
+                  flush=True)
     return read_predictions(run_dir)
 
 
