@@ -83,32 +83,28 @@ def resolve_data_source(source: str) -> str:
 def prepare_manifest(run_dir: str | os.PathLike, *, data_source: str = "phantom",
                      seed: int = 0, n_folds: int = 8, test_fraction: float = 0.3,
                      phantom_patients: int | None = None, **_ignored) -> pd.DataFrame:
-    """The run's manifest with split columns: made once, read back on later calls.
+    """The run's manifest with split columns, written to `run_dir/manifest.csv`.
 
-    Scans the dataset (failing with every problem listed before any long work starts),
-    adds the patient and slice splits and writes `manifest.csv` atomically.
+    Scans the dataset every time (the scan cache makes a repeat cost one `stat` per file),
+    failing with every problem listed before any long work starts, adds the patient and
+    slice splits, and rewrites `manifest.csv` (atomically) only when it changed: a fixed or
+    regenerated file never leaves a stale manifest behind.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    settings = {"data_source": resolve_data_source(data_source), "seed": seed,
-                "n_folds": n_folds, "test_fraction": test_fraction,
-                "phantom_patients": phantom_patients}
-    manifest_path, settings_path = run_dir / "manifest.csv", run_dir / "manifest.json"
-    if manifest_path.exists() and settings_path.exists() and \
-            json.loads(settings_path.read_text()) == settings:
-        return read_manifest(run_dir)
-    folder = data.locate_dataset(settings["data_source"], phantom_patients=phantom_patients,
-                                 seed=seed)
+    source = resolve_data_source(data_source)
+    folder = data.locate_dataset(source, phantom_patients=phantom_patients, seed=seed)
     scan = data.scan_dataset(folder, collect_problems=True)
     if not scan.ok:
         raise data.DatasetError(scan.problems)
     manifest = splits.add_splits(scan.manifest, n_folds=n_folds, test_fraction=test_fraction,
                                  seed=seed)
-    is_phantom = (folder / "README.md").exists() and \
-        "phantom" in (folder / "README.md").read_text()[:2000].lower()
+    readme = folder / "README.md"
+    is_phantom = readme.exists() and "phantom" in readme.read_text()[:2000].lower()
     manifest.insert(0, "dataset", "phantom" if is_phantom else "real")
-    data.write_csv_atomic(manifest, manifest_path)
-    data.write_text_atomic(settings_path, json.dumps(settings, indent=2))
+    manifest_path = run_dir / "manifest.csv"
+    if not manifest_path.exists() or not read_manifest(run_dir).equals(manifest):
+        data.write_csv_atomic(manifest, manifest_path)
     return manifest
 
 
