@@ -1,0 +1,632 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Statistical validation: is ResNet50 really better than VGG16?
+#
+# <a href="https://colab.research.google.com/github/brainlib-study/resnet-lgg-book/blob/main/notebooks/06_statistics.ipynb" target="_blank"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
+#
+# The paper's claim is a comparison: ResNet50 beats VGG16. Its abstract promises hypothesis
+# tests and Bayesian inference of that improvement, but its results section gives two
+# confusion matrices and no test. This chapter runs the tests on this study's predictions,
+# and then audits the paper's own tables, which needs no training at all.
+#
+# Both models score the same slices, so every comparison here is **paired**: a slice that is
+# hard for one model tends to be hard for the other, and ignoring that wastes evidence.
+# And slices come from patients: a patient's slices share anatomy, scanner and tumor, so
+# they succeed and fail together. Each method below therefore comes in two forms where it
+# can, one that treats slices as independent (what a slice-level paper would compute) and
+# one that takes the patient as the unit (what generalises to new patients). When the two
+# disagree, believe the patient-level one.
+
+# %% tags=["remove-cell"]
+# Set-up on Colab only: install brainlib from the repository (Colab keeps its TensorFlow).
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
+
+# %% tags=["parameters"]
+# Parameters (papermill): the same as the training chapter's, so a study run finds the
+# predictions it trained. These defaults are the quick reference run on the phantom; the
+# paper's setting is the `full` profile: data_source="kaggle", weights="imagenet",
+# image_size=256, n_folds=8, epochs=20, augment=True, standardize_features=False.
+run_dir = "runs/notebook"
+data_source = "auto"
+phantom_patients = 12
+seed = 0
+n_folds = 3
+test_fraction = 0.3
+image_size = 64
+epochs = 4
+batch_size = 32
+learning_rate = 0.001
+lr_decay = 0.0
+augment = False
+weights = "none"
+standardize_features = True
+models = "resnet50,vgg16"
+folds_to_run = "all"
+leakage_experiment = True
+
+# %% tags=["nbval-ignore-output"]
+import tensorflow as tf  # noqa: F401  (its start-up notices vary from run to run)
+
+# %%
+import numpy as np
+import pandas as pd
+import plotly.express as px
+from IPython.display import display
+
+import brainlib as bl
+
+try:
+    from myst_nb import glue  # pastes computed values into the book's prose
+except ImportError:  # e.g. on Colab, where the cells below still show every result
+    def glue(name, value, display=True):
+        pass
+
+
+def glue_value(name, value):
+    """Glue a value for the prose, floats cut to 6 significant digits (no float noise)."""
+    if isinstance(value, (float, np.floating)):
+        value = float(f"{value:.6g}")
+    elif isinstance(value, np.integer):
+        value = int(value)
+    glue(name, value, display=False)
+
+
+bl.study.notebook_setup()
+settings = dict(data_source=data_source, phantom_patients=phantom_patients, seed=seed,
+                n_folds=n_folds, test_fraction=test_fraction, image_size=image_size,
+                epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                lr_decay=lr_decay, augment=augment, weights=weights,
+                standardize_features=standardize_features, models=models,
+                folds_to_run=folds_to_run, leakage_experiment=leakage_experiment)
+manifest = bl.study.prepare_manifest(run_dir, **settings)
+DATASET = manifest["dataset"].iloc[0].upper()
+MODEL_A, MODEL_B = [m.strip() for m in models.split(",")][:2]  # differences are A - B
+N_RESAMPLES = 5000  # bootstrap resamples of patients (slices: 10,000, by cell counts)
+ROPE = 0.01  # region of practical equivalence: accuracy differences within +-1 point
+glue_value("dataset", DATASET)
+glue_value("model_a", MODEL_A)
+glue_value("model_b", MODEL_B)
+glue_value("rope", ROPE)
+print(f"dataset: {DATASET}; {manifest['patient_id'].nunique()} patients, {len(manifest)} "
+      f"slices; {n_folds} patient folds; differences are {MODEL_A} - {MODEL_B}; "
+      f"ROPE +-{ROPE}")
+
+# %% tags=["nbval-ignore-output"]
+# Reads the finished predictions when the training chapter has run; trains them otherwise.
+predictions = bl.study.train_models(run_dir, progress="log", **settings)
+
+# %% [markdown]
+# Every result of the first part is on the **{glue:text}`dataset`** dataset. PHANTOM
+# results come from the synthetic dataset that lets the book run offline: they show the
+# methods at work and say nothing about real tumors. The second part, the audit of the
+# paper's tables, uses only the numbers printed in the paper.
+#
+# ## Part 1: the two models on this study's predictions
+#
+# The comparison uses the patient folds with true labels: every slice is scored once, by
+# the model of the fold that held its patient out. Pairing joins the two models' rows slice
+# by slice and checks that they agree on the truth.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+main = predictions[(predictions["scheme"] == "patient") & (predictions["control"] == "none")]
+paired = bl.stats.pair_predictions(main, MODEL_A, MODEL_B)
+n_patients = paired["patient_id"].nunique()
+glue_value("n_slices", len(paired))
+glue_value("n_patients", n_patients)
+print(f"{len(paired)} paired slices from {n_patients} patients")
+table = bl.stats.paired_table(paired)
+pd.DataFrame(table, index=pd.Index([f"{MODEL_A} right", f"{MODEL_A} wrong"], name=""),
+             columns=[f"{MODEL_B} right", f"{MODEL_B} wrong"])
+
+# %% [markdown]
+# ### McNemar's test
+#
+# **The question:** on the slices where the two models disagree, is one of them right more
+# often than a coin flip would make it? Slices both models get right, or both get wrong, say
+# nothing about which is better, so the test uses only the discordant counts: *b*, slices
+# {glue:text}`model_a` gets right and {glue:text}`model_b` wrong, and *c*, the reverse.
+# Under "equally accurate", *b* is Binomial(*b* + *c*, 1/2).
+#
+# Four versions: the **exact** binomial test; the **mid-p** version, which counts the
+# observed split one half and is less conservative; the **chi-square** approximation
+# (*b* - *c*)² / (*b* + *c*); and the same with Edwards' **continuity correction**. The
+# difference in accuracy comes with Newcombe's interval for paired proportions.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+mcnemar = bl.stats.mcnemar_test(paired, method="exact")
+for name in ("b", "c", "pvalue", "difference", "ci_low", "ci_high", "accuracy_a", "accuracy_b"):
+    glue_value(f"mcnemar_{name}", float(getattr(mcnemar, name)))
+bl.stats.mcnemar_methods(paired).drop(columns=["model_a", "model_b"]).round(4)
+
+# %% [markdown]
+# {glue:text}`model_a` was right on {glue:text}`mcnemar_b:.0f` slices that
+# {glue:text}`model_b` got wrong, and wrong on {glue:text}`mcnemar_c:.0f` that it got right:
+# an accuracy difference of {glue:text}`mcnemar_difference:+.3f` (95% CI
+# {glue:text}`mcnemar_ci_low:+.3f` to {glue:text}`mcnemar_ci_high:+.3f`), exact p =
+# {glue:text}`mcnemar_pvalue:.3g`. This p-value treats the {glue:text}`n_slices` slices as
+# {glue:text}`n_slices` independent trials. They are {glue:text}`n_patients` patients'
+# worth of evidence, and slices of a patient tend to err together, which makes a
+# slice-level p-value too small. So if even this p-value is large, the data show no
+# difference; if it is small, the patient-level methods below decide.
+#
+# ### Bootstrap intervals: slices vs patients
+#
+# **The question:** how far could each metric, and the difference between the models, move
+# if the study were repeated on a new sample? The bootstrap answers by resampling the data
+# and recomputing. Resampling **slices** answers for a new sample of slices from the same
+# patients; resampling **patients** with all their slices answers for new patients, which is
+# what a claim about brain MRI needs. Both models are recomputed on the same resample, so
+# the difference keeps its pairing. Intervals are BCa (bias-corrected and accelerated),
+# falling back to percentiles where BCa is undefined (the `ci_method` column says which).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+by_slice = bl.stats.bootstrap_metrics(paired, n_resamples=10_000, seed=seed)
+by_patient = bl.stats.bootstrap_metrics(paired, cluster="patient_id", n_resamples=N_RESAMPLES,
+                                        seed=seed)
+auc_by_patient = bl.stats.cluster_bootstrap_auc(paired, n_resamples=N_RESAMPLES, seed=seed)
+print(by_slice.title())
+print(by_patient.title())
+columns = ["estimate", "ci_low", "ci_high", "ci_method"]
+intervals = pd.concat(
+    {"slices": by_slice.to_frame().set_index(["metric", "model"])[columns],
+     "patients": pd.concat([by_patient.to_frame(), auc_by_patient.to_frame()])
+     .set_index(["metric", "model"])[columns]},
+    names=["resampled"]).reorder_levels([1, 2, 0])
+order = pd.MultiIndex.from_product([["accuracy", "precision", "recall", "specificity", "f1",
+                                     "auc"], [MODEL_A, MODEL_B, f"{MODEL_A} - {MODEL_B}"],
+                                    ["slices", "patients"]])
+intervals.reindex([key for key in order if key in intervals.index]).round(3)
+
+# %%
+differences = pd.concat([
+    by_slice.differences().assign(unit="slices"),
+    by_patient.differences().assign(unit="patients"),
+    auc_by_patient.differences().assign(unit="patients")], ignore_index=True)
+differences["label"] = differences["metric"] + " (" + differences["unit"] + ")"
+accuracy_patients = differences[(differences["metric"] == "accuracy")
+                                & (differences["unit"] == "patients")].iloc[0]
+for name in ("estimate", "ci_low", "ci_high"):
+    glue_value(f"boot_accuracy_{name}", float(accuracy_patients[name]))
+bl.plots.forest_figure(
+    differences.sort_values(["metric", "unit"]), label="label", rope=ROPE,
+    title=f"{MODEL_A} - {MODEL_B}, 95% bootstrap CIs ({DATASET})").show()
+
+# %% [markdown]
+# Each row is a difference {glue:text}`model_a` minus {glue:text}`model_b`; a bar that
+# crosses the dotted zero line is a difference the data cannot tell from none, and the grey
+# band is the ROPE of ±{glue:text}`rope:.2f`, differences too small to matter in practice.
+# Resampling patients, the accuracy difference is {glue:text}`boot_accuracy_estimate:+.3f`
+# (95% CI {glue:text}`boot_accuracy_ci_low:+.3f` to {glue:text}`boot_accuracy_ci_high:+.3f`).
+# Where the patient bars are the wider ones, that extra width is the price of counting
+# patients, not slices.
+#
+# ### Bayesian posteriors
+#
+# The paper's eq. (13) is Bayes' rule, and its abstract promises Bayesian inference of
+# uncertainty. Three posteriors, each with its prior stated.
+#
+# **Each model alone (Beta-Binomial).** Accuracy, sensitivity, specificity and precision
+# are each a proportion of their own denominator; with a uniform Beta(1, 1) prior the
+# posterior is Beta(1 + successes, 1 + failures). Like McNemar, it treats slices as
+# independent trials, so its intervals are too narrow for patients.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+posteriors = bl.stats.posterior_table(main, prior=(1.0, 1.0))
+posteriors.drop(columns=["scheme", "control", "alpha", "beta"]).round(4)
+
+# %%
+beta_posteriors = {
+    f"{model} {metric}": bl.stats.metric_posteriors(c, prior=(1.0, 1.0)).posteriors[metric]
+    for model, c in ((m, bl.metrics.confusion_counts(rows["y_true"], rows["y_pred"]))
+                     for m, rows in main.groupby("model"))
+    for metric in ("accuracy", "sensitivity", "specificity")}
+bl.plots.posterior_figure(beta_posteriors, title=f"Beta posteriors, uniform prior, slices as "
+                                                 f"independent trials ({DATASET})").show()
+
+# %% [markdown]
+# **The difference, slices paired (Dirichlet).** Each slice falls in one of four cells:
+# both right, only {glue:text}`model_a` right, only {glue:text}`model_b` right, both wrong.
+# With a Dirichlet(1, 1, 1, 1) prior on the four cell probabilities, the posterior of the
+# accuracy difference is the difference of the two discordant cells. It gives what a
+# p-value does not: the probability that {glue:text}`model_a` is the better model, and the
+# probabilities that the difference lies beyond, or inside, the ROPE.
+#
+# **The difference, patients as the unit (Bayesian bootstrap).** Rubin's Bayesian bootstrap
+# puts Dirichlet(1, ..., 1) weights on patients, so each patient's slices move together: the
+# Bayesian twin of the patient bootstrap above.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+by_slices = bl.stats.paired_posterior(paired, prior=1.0, rope=ROPE, seed=seed)
+by_patients = bl.stats.patient_paired_posterior(paired, rope=ROPE, seed=seed)
+for name, result in (("slices", by_slices), ("patients", by_patients)):
+    for field in ("p_a_better", "p_rope", "ci_low", "ci_high", "mean_difference"):
+        glue_value(f"posterior_{name}_{field}", float(getattr(result, field)))
+pd.concat([by_slices.to_frame(), by_patients.to_frame()], ignore_index=True).drop(
+    columns=["model_a", "model_b"]).round(3)
+
+# %%
+bl.plots.posterior_figure(
+    {"slices paired (Dirichlet)": by_slices, "patients (Bayesian bootstrap)": by_patients},
+    rope=ROPE, title=f"Posterior of accuracy {MODEL_A} - {MODEL_B} ({DATASET})").show()
+
+# %% [markdown]
+# With slices as the unit, P({glue:text}`model_a` better) =
+# {glue:text}`posterior_slices_p_a_better:.3f`; with patients as the unit it is
+# {glue:text}`posterior_patients_p_a_better:.3f`, and the posterior puts
+# {glue:text}`posterior_patients_p_rope:.3f` of its mass inside the ROPE. A probability
+# near 0.5 means the data do not say which model is better; near 1 or 0, that they do; a
+# large ROPE mass, that the two are practically equivalent.
+#
+# ### DeLong's test of the two AUCs
+#
+# **The question:** do the two models rank slices differently well, across all thresholds?
+# The AUC is the probability that a random tumor slice gets a higher tumor probability than
+# a random tumor-free one. DeLong's test compares two AUCs measured on the same slices,
+# using their covariance; the **clustered** version (Obuchowski) sums each patient's
+# contributions first, so correlated slices of a patient are not counted as independent.
+# The patient bootstrap of the AUC difference gives a third, assumption-light interval.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+delong = bl.stats.delong_test(paired)
+delong_clustered = bl.stats.delong_test(paired, cluster="patient_id")
+glue_value("delong_difference", float(delong.difference))
+glue_value("delong_p", float(delong.pvalue))
+glue_value("delong_clustered_p", float(delong_clustered.pvalue))
+glue_value("delong_se_ratio", float(delong_clustered.se / delong.se))
+auc_boot = auc_by_patient.differences().iloc[0]
+pd.concat([delong.to_frame(), delong_clustered.to_frame(),
+           pd.DataFrame([{"method": "patient bootstrap (BCa)", "difference": auc_boot["estimate"],
+                          "ci_low": auc_boot["ci_low"], "ci_high": auc_boot["ci_high"]}])],
+          ignore_index=True)[["method", "auc_a", "auc_b", "difference", "se", "pvalue",
+                              "ci_low", "ci_high", "n_clusters"]].round(4)
+
+# %% [markdown]
+# The AUC difference is {glue:text}`delong_difference:+.3f`: p =
+# {glue:text}`delong_p:.3g` with slices independent, p = {glue:text}`delong_clustered_p:.3g`
+# clustered by patient, whose standard error is {glue:text}`delong_se_ratio:.2f` times the
+# plain one.
+#
+# ### Across folds: corrected t-test and Bayesian correlated t-test
+#
+# **The question:** does one model win fold after fold? Each fold gives one score per model;
+# their differences are the data. A plain paired t-test on them is too optimistic because
+# the folds' training sets overlap, so the fold scores are correlated; Nadeau and Bengio's
+# correction inflates the variance by the test/train ratio. The Bayesian correlated t-test
+# (Benavoli et al.) uses the same correction and returns a Student-t posterior of the mean
+# difference under a flat prior, with the probabilities of each model being better by more
+# than the ROPE. With few folds, both are weak: a t distribution with that few degrees of
+# freedom has heavy tails.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+fold_tests, skipped = {}, []
+for metric in ("accuracy", "precision", "recall", "specificity", "f1", "auc"):
+    try:
+        fold_tests[metric] = bl.stats.compare_folds(main, metric, MODEL_A, MODEL_B, rope=ROPE)
+    except ValueError as error:  # e.g. a fold where a model calls no slice tumor
+        skipped.append(f"{metric}: {error}")
+print(f"{len(fold_tests)} metrics tested across {fold_tests['accuracy'].corrected_ttest.n_folds} "
+      f"folds" + (f"; skipped {skipped}" if skipped else ""))
+fold_table = pd.concat([t.to_frame() for t in fold_tests.values()], ignore_index=True)
+glue_value("fold_accuracy_p", float(fold_tests["accuracy"].corrected_ttest.pvalue))
+glue_value("fold_accuracy_p_a_better", float(fold_tests["accuracy"].bayesian.p_a_better))
+glue_value("n_folds", fold_tests["accuracy"].corrected_ttest.n_folds)
+fold_table.drop(columns=["model_a", "model_b"]).round(4)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+fold_tests["accuracy"].per_fold.round(4)
+
+# %%
+posterior = fold_tests["accuracy"].bayesian
+x = np.linspace(*posterior.interval(0.99), 400)
+fig = px.line(x=x, y=posterior.pdf(x), labels={"x": f"mean accuracy difference per fold, "
+                                                    f"{MODEL_A} - {MODEL_B}", "y": "density"},
+              title=f"Bayesian correlated t-test, accuracy, {posterior.n_folds} folds "
+                    f"({DATASET})")
+fig.add_vrect(x0=-ROPE, x1=ROPE, fillcolor="grey", opacity=0.15, line_width=0,
+              annotation_text="ROPE", annotation_position="top left")
+fig.add_vline(x=0, line_dash="dot", line_color="grey")
+fig.show()
+
+# %% [markdown]
+# On accuracy, the corrected t-test over {glue:text}`n_folds` folds gives p =
+# {glue:text}`fold_accuracy_p:.3g`, and the correlated t-test P({glue:text}`model_a` better
+# by more than the ROPE) = {glue:text}`fold_accuracy_p_a_better:.3f`.
+#
+# ### Holm's correction across metrics
+#
+# Testing six metrics gives six chances of a false alarm. Holm's step-down procedure keeps
+# the chance of any false rejection at 5% across the family: sort the p-values, multiply the
+# smallest by the number of tests, the next by one fewer, and so on (never decreasing). Two
+# families: the slice-level tests, one per metric (McNemar on all slices for accuracy, on the
+# tumor slices for sensitivity, on the tumor-free slices for specificity; DeLong for AUC),
+# and the fold-level corrected t-tests.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+slice_tests = bl.stats.paired_metric_tests(paired).to_frame()
+family = {**dict(zip(slice_tests["test"], slice_tests["pvalue"])), "auc": delong.pvalue}
+holm_slices = bl.stats.holm_correction(list(family.values()), names=list(family))
+holm_folds = bl.stats.holm_correction(fold_table["pvalue"].tolist(),
+                                      names=fold_table["metric"].tolist())
+holm = pd.concat({"slice-level (McNemar, DeLong)": holm_slices.to_frame(),
+                  "fold-level (corrected t)": holm_folds.to_frame()}, names=["family", "row"])
+rejected = holm.groupby(level="family")["reject"].sum()
+glue_value("holm_rejected_slices", int(rejected["slice-level (McNemar, DeLong)"]))
+glue_value("holm_rejected_folds", int(rejected["fold-level (corrected t)"]))
+glue_value("holm_tests_slices", len(holm_slices.frame))
+glue_value("holm_tests_folds", len(holm_folds.frame))
+holm.droplevel("row").round(4)
+
+# %% [markdown]
+# After Holm's correction, {glue:text}`holm_rejected_slices` of
+# {glue:text}`holm_tests_slices` slice-level tests and {glue:text}`holm_rejected_folds` of
+# {glue:text}`holm_tests_folds` fold-level tests reject "no difference" at the 5% level.
+#
+# ## Part 2: the audit of the paper's own tables
+#
+# This part needs no training: it reads the paper's printed Tables II-IV (typed once, as
+# data, in `brainlib.audit`) and asks the questions a careful reader asks of them.
+#
+# ### Which way round are Tables II-III?
+#
+# The paper prints each confusion matrix with "Tumor | No Tumor" across and "Class 1 | Class
+# 0" down, without saying which axis is the truth. Only one reading can be right, and the
+# dataset decides: its class totals in the paper's own section 3,
+# {glue:text}`dataset_tumor` tumor and {glue:text}`dataset_no_tumor` no-tumor slices, must
+# be the row sums (if rows are the truth) or the column sums (if columns are).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+audit = bl.audit.audit_paper()
+chosen = audit.matching_orientation
+glue_value("dataset_tumor", bl.audit.DATASET_TUMOR)
+glue_value("dataset_no_tumor", bl.audit.DATASET_NO_TUMOR)
+glue_value("validation_fraction", bl.audit.VALIDATION_FRACTION)
+glue_value("orientation", str(chosen))
+print(f"reading that matches the dataset's class totals: {chosen}")
+audit.totals[["model", "orientation", "tp", "fp", "fn", "tn", "n", "true_tumor",
+              "true_no_tumor", "matches_dataset"]]
+
+# %% [markdown]
+# The reading that matches: **{glue:text}`orientation`**. The other would give the two
+# tables different class totals, impossible for two models scored on the same slices. The
+# rest of the audit uses the matching reading.
+#
+# ### Were training slices scored?
+#
+# The paper splits its slices for training and validation, holding out
+# {glue:text}`validation_fraction:.0%` of them. A table of held-out predictions would count
+# the validation slices only.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+coverage = audit.coverage
+glue_value("paper_share", float(coverage["share_of_dataset"].min()))
+glue_value("paper_validation_slices", float(coverage["validation_slices_at_split"].iloc[0]))
+coverage
+
+# %% [markdown]
+# Each table counts {glue:text}`paper_share:.0%` of the dataset's slices, not the
+# {glue:text}`paper_validation_slices:.0f` of its validation split. Either the training
+# slices were scored by models that had learned them (then the tables measure memory, not
+# diagnosis), or the held-out predictions of all folds were pooled, which the paper does not
+# describe. Either way, with a slice split, held-out slices have near-copies from the same
+# patient in training (the previous chapter measures what that does).
+#
+# ### Does Table IV follow from Tables II-III?
+#
+# Precision, recall, F1 and accuracy recomputed from the counts under both readings, then
+# rounded half-up and truncated to the one decimal the paper prints; F1 also from the
+# printed (already cut) precision and recall.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+audit.rounding
+
+# %%
+# NBVAL_CHECK_OUTPUT
+table_iv = audit.table_iv[audit.table_iv["orientation"] == chosen].drop(columns="orientation")
+table_iv.round(3)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for finding in audit.findings:
+    print("-", finding)
+scores = audit.rounding.set_index("orientation").loc[chosen]
+f1 = table_iv[table_iv["metric"] == "f1"]
+reproduced = f1["matches_rounded"] | f1["matches_truncated"]
+glue_value("table_iv_entries", int(scores["entries"]))
+glue_value("table_iv_truncated", int(scores["matches_truncated"]))
+glue_value("table_iv_rounded", int(scores["matches_rounded"]))
+glue_value("f1_models", int((f1["source"] == "counts").sum()))
+glue_value("f1_from_counts", int(reproduced[f1["source"] == "counts"].sum()))
+glue_value("f1_from_printed", int(reproduced[f1["source"] != "counts"].sum()))
+
+# %% [markdown]
+# The findings above are written by the audit from its computed values. Of the
+# {glue:text}`table_iv_entries` printed entries, {glue:text}`table_iv_truncated` equal the
+# value recomputed from the counts and truncated, {glue:text}`table_iv_rounded` the value
+# rounded. Of the {glue:text}`f1_models` printed F1 values, {glue:text}`f1_from_counts`
+# follow from the counts and {glue:text}`f1_from_printed` from the printed precision and
+# recall. Discrepancies in the last digit change nothing about the claim, but they show how
+# the table was made: cut rather than rounded, and in steps, not straight from the
+# confusion matrices.
+#
+# ### Intervals on the paper's numbers
+#
+# Even taken at face value, a few thousand slices do not pin a percentage to one decimal
+# place. Wilson and exact (Clopper-Pearson) 95% intervals, and a Beta posterior with
+# Jeffreys' prior, for each metric of each table, all treating slices as independent (so
+# all too narrow for what is really a sample of patients).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+PAPER_PRIOR = (0.5, 0.5)  # Jeffreys' prior
+paper_counts = {model: bl.audit.read_table(cells, chosen)
+                for model, cells in bl.audit.PRINTED_TABLES.items()}
+bl.audit.paper_intervals(paper_counts, prior=PAPER_PRIOR).round(4)
+
+# %% [markdown]
+# ### What paired test results do the tables allow?
+#
+# McNemar needs to know which slices both models got wrong, and the paper does not say. But
+# the tables bound it: within each true class, the slices both got wrong number at most the
+# smaller model's error count there, and at least what the class size forces. Every
+# feasible count gives one paired table, hence one p-value.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+allowed = audit.mcnemar[chosen]
+print(allowed.note)
+pvalue_range = allowed.pvalue_range()
+for method in ("exact", "midp", "chi2", "chi2_corrected"):
+    for end in ("min", "max"):
+        glue_value(f"paper_p_{method}_{end}", float(pvalue_range.loc[method, end]))
+frame = allowed.to_frame()
+glue_value("paper_both_wrong_min", int(frame["both_wrong"].min()))
+glue_value("paper_both_wrong_max", int(frame["both_wrong"].max()))
+glue_value("paper_difference", float(frame["difference"].iloc[0]))
+glue_value("paper_ci_low", float(frame["ci_low"].min()))
+glue_value("paper_ci_high", float(frame["ci_high"].max()))
+pvalue_range.map(lambda p: f"{p:.3g}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+frame.assign(**{m: frame[m].map(lambda p: f"{p:.3g}")
+                for m in ("exact", "midp", "chi2", "chi2_corrected")}).round(4)
+
+# %%
+long = frame.melt(id_vars="both_wrong", value_vars=["exact", "midp", "chi2", "chi2_corrected"],
+                  var_name="McNemar", value_name="p-value")
+fig = px.line(long, x="both_wrong", y="p-value", color="McNemar", markers=True, log_y=True,
+              title="McNemar p-values the paper's Tables II-III allow (the paper's counts)",
+              labels={"both_wrong": "slices both models got wrong (not reported)"})
+fig.add_hline(y=0.05, line_dash="dot", line_color="grey", annotation_text="p = 0.05")
+fig.update_yaxes(exponentformat="e")
+fig.show()
+
+# %% [markdown]
+# Between {glue:text}`paper_both_wrong_min` and {glue:text}`paper_both_wrong_max` slices
+# could have been misclassified by both models. Across that range the exact McNemar p-value runs
+# from {glue:text}`paper_p_exact_min:.2g` to {glue:text}`paper_p_exact_max:.2g`, and the
+# accuracy difference is {glue:text}`paper_difference:+.4f` with 95% limits no wider than
+# {glue:text}`paper_ci_low:+.4f` to {glue:text}`paper_ci_high:+.4f`. These are slice-level
+# numbers on slices that include training slices, so they measure how differently the two
+# models fit the paper's data, not how they would fare on new patients.
+#
+# ## What this means for the paper's claim
+#
+# The sentences below are computed from the results above, so they hold whatever a run
+# produces.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def side(low, high):
+    """Where a 95% interval of a difference A - B sits relative to zero."""
+    if low > 0:
+        return f"favours {MODEL_A}"
+    if high < 0:
+        return f"favours {MODEL_B}"
+    return "includes zero: no difference shown"
+
+
+paper_all_significant = bool(pvalue_range.loc["exact", "max"] < 0.05)
+print("The paper's own tables:")
+print(f"- Read the only way that matches the dataset ({chosen}), every pairing of errors "
+      f"they allow gives an exact McNemar p {'below' if paper_all_significant else 'above'} "
+      f"0.05 (largest {pvalue_range.loc['exact', 'max']:.2g}) for an accuracy difference of "
+      f"{frame['difference'].iloc[0]:+.4f}.")
+print(f"- But they count {coverage['share_of_dataset'].min():.0%} of the slices, so training "
+      f"slices were scored, and the split was by slice: the comparison is of fit to seen "
+      f"patients. No patient-level statement can be recovered from them.")
+print(f"- Table IV follows from Tables II-III by truncation in "
+      f"{int(audit.rounding.set_index('orientation').loc[chosen, 'matches_truncated'])} of "
+      f"{int(audit.rounding.set_index('orientation').loc[chosen, 'entries'])} entries, by "
+      f"rounding in {int(audit.rounding.set_index('orientation').loc[chosen, 'matches_rounded'])}.")
+print()
+print(f"This study's predictions ({DATASET}, patient folds, {n_patients} patients):")
+print(f"- accuracy {mcnemar.accuracy_a:.3f} ({MODEL_A}) vs {mcnemar.accuracy_b:.3f} "
+      f"({MODEL_B}), difference {mcnemar.difference:+.3f}.")
+print(f"- slices as the unit: exact McNemar p = {mcnemar.pvalue:.3g}; Newcombe 95% CI "
+      f"{mcnemar.ci_low:+.3f} to {mcnemar.ci_high:+.3f}, which "
+      f"{side(mcnemar.ci_low, mcnemar.ci_high)}.")
+print(f"- patients as the unit: bootstrap 95% CI {accuracy_patients['ci_low']:+.3f} to "
+      f"{accuracy_patients['ci_high']:+.3f}, which "
+      f"{side(accuracy_patients['ci_low'], accuracy_patients['ci_high'])}; "
+      f"P({MODEL_A} better) = {by_patients.p_a_better:.3f}, P(inside ROPE +-{ROPE}) = "
+      f"{by_patients.p_rope:.3f}.")
+print(f"- AUC difference {delong.difference:+.3f}: clustered DeLong p = "
+      f"{delong_clustered.pvalue:.3g}.")
+print(f"- Holm-corrected: {int(rejected.sum())} of {len(holm)} tests reject 'no difference'.")
+if DATASET == "PHANTOM":
+    print("- These are PHANTOM numbers: they show the analysis works; they say nothing about "
+          "which network is better on real brain MRI.")
+
+# %% [markdown]
+# In plain words:
+#
+# - **The paper's tables cannot carry its claim.** Read the only way that matches the
+#   dataset, they give an accuracy difference of {glue:text}`paper_difference:+.4f`
+#   ({glue:text}`model_a` minus {glue:text}`model_b`) on the slices they count, and the
+#   largest exact McNemar p-value any pairing of errors allows is
+#   {glue:text}`paper_p_exact_max:.2g`. But those slices include the training slices, and
+#   the split was by slice, so the tables compare how well each network fits patients it
+#   has seen. A claim about diagnosing new patients needs held-out patients, and a test whose
+#   unit is the patient.
+# - **The gap between slice-level and patient-level answers is the lesson of this
+#   chapter.** With {glue:text}`n_slices` slices from {glue:text}`n_patients` patients, the
+#   slice-level p-values and posteriors are as confident as if every slice were a new
+#   patient; the patient bootstrap, the clustered DeLong and the Bayesian bootstrap are not.
+#   Whether the difference survives is printed above for this run.
+# - **The priors** are listed below as the results report them. The uniform and Dirichlet
+#   priors with all parameters equal to one add as much as a single pseudo-observation per
+#   cell, negligible beside hundreds of slices but not beside a dozen patients. The ROPE of
+#   ±{glue:text}`rope:.2f` is a judgement: an accuracy difference smaller than that is too
+#   small to choose a network by, and results inside it mean "practically equivalent",
+#   whichever model is ahead.
+# - **What would settle the question:** the paper's own setting (ImageNet weights, full
+#   resolution, every patient) evaluated on patient folds, with these same tests. The `full`
+#   profile of the study runs exactly that on a GPU.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+uniform = beta_posteriors[f"{MODEL_A} accuracy"]
+priors = pd.DataFrame([
+    {"result": "each model's proportions (Beta-Binomial)",
+     "prior": f"Beta({uniform.prior_alpha:g}, {uniform.prior_beta:g}) (uniform)"},
+    {"result": "accuracy difference, slices paired", "prior": by_slices.prior},
+    {"result": "accuracy difference, patients (Bayesian bootstrap)", "prior": by_patients.prior},
+    {"result": "fold-level correlated t-test",
+     "prior": "flat on the mean difference (Student-t posterior, "
+              f"df = {fold_tests['accuracy'].bayesian.df})"},
+    {"result": "intervals on the paper's counts",
+     "prior": f"Beta({PAPER_PRIOR[0]:g}, {PAPER_PRIOR[1]:g}) (Jeffreys)"},
+    {"result": "region of practical equivalence", "prior": f"+-{ROPE:g} accuracy"},
+]).set_index("result")
+with pd.option_context("display.max_colwidth", 120):
+    display(priors)
