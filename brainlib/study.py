@@ -183,6 +183,23 @@ def notebook_setup() -> None:
     pd.set_option("display.precision", 4)
 
 
+def glue_value(name: str, value) -> None:
+    """Paste a computed value into the book's prose (myst-nb `glue`), floats cut to 6
+    significant digits so no float noise reaches the text. Outside a myst-nb build (e.g.
+    on Colab) it does nothing: the cells still show every result."""
+    import numpy as np
+
+    try:
+        from myst_nb import glue
+    except ImportError:
+        return
+    if isinstance(value, (float, np.floating)):
+        value = float(f"{value:.6g}")
+    elif isinstance(value, np.integer):
+        value = int(value)
+    glue(name, value, display=False)
+
+
 def notebook_sources() -> list[Path]:
     """The study's notebooks, in order (`notebooks/NN_name.py`, jupytext percent format)."""
     return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))

@@ -70,22 +70,7 @@ import plotly.express as px
 
 import brainlib as bl
 
-try:
-    from myst_nb import glue  # pastes computed values into the book's prose
-except ImportError:  # e.g. on Colab, where the cells below still show every result
-    def glue(name, value, display=True):
-        pass
-
-
-def glue_value(name, value):
-    """Glue a value for the prose, floats cut to 6 significant digits (no float noise)."""
-    if isinstance(value, (float, np.floating)):
-        value = float(f"{value:.6g}")
-    elif isinstance(value, np.integer):
-        value = int(value)
-    glue(name, value, display=False)
-
-
+glue_value = bl.study.glue_value  # pastes a computed value into the book's prose
 bl.study.notebook_setup()
 settings = dict(data_source=data_source, phantom_patients=phantom_patients, seed=seed,
                 n_folds=n_folds, test_fraction=test_fraction, image_size=image_size,
