@@ -1,0 +1,85 @@
+"""Benchmark: U-Net training speed and peak memory at 128x128 (the issue's CPU budget).
+
+Trains the default U-Net (16-32-64-128, batch norm, augmentation, inner validation scored
+every epoch) on the training side of fold 0 of the real LGG sample
+(`../shared/data/lgg-sample`, 5 patient folds, seed 0) when it is there, else on a
+20-patient phantom, for a few epochs. Prints seconds per epoch (the first, with tracing,
+apart) and peak memory (max RSS of this process), then projects the training time of a
+whole cross-validation run (`--epochs` x `--folds`) and compares it with the 30-minute
+budget:
+
+    BENCH segmentation: <ratio>x (goal >= 1x)
+
+where ratio = 1800 s / projected training time (above 1: the run fits the budget).
+Run: `python benchmarks/bench_segmentation.py [--measure-epochs 3 --epochs 30 --folds 5]`.
+"""
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from brainlib import data, phantom, pipeline, segmentation, splits  # noqa: E402
+
+BUDGET_SECONDS = 30 * 60
+REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lgg-sample"
+
+
+def sample_manifest(n_folds: int):
+    """The real sample's manifest with patient folds, or a phantom's (and its label)."""
+    if (REAL_SAMPLE / "kaggle_3m").is_dir():
+        manifest = data.scan_dataset(REAL_SAMPLE / "kaggle_3m").manifest
+        source = f"real LGG sample ({REAL_SAMPLE})"
+    else:
+        root = Path(tempfile.gettempdir()) / "brainlib-bench-phantom"
+        manifest = data.scan_dataset(phantom.write_phantom_dataset(root, n_patients=20)).manifest
+        source = "PHANTOM (20 synthetic patients; the real sample was not found)"
+    return splits.add_splits(manifest, n_folds=n_folds, seed=0), source
+
+
+def max_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--measure-epochs", type=int, default=3, help="epochs actually trained")
+    parser.add_argument("--epochs", type=int, default=segmentation.SegmentationConfig().epochs,
+                        help="epochs per fold of the projected run (default: the config's)")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args(argv)
+
+    manifest, source = sample_manifest(args.folds)
+    config = segmentation.SegmentationConfig(image_size=args.image_size, epochs=args.measure_epochs,
+                                             batch_size=args.batch_size)
+    fit_rows, validation_rows, _ = segmentation._split_fold(manifest, "patient", 0, config, 0)
+    images = pipeline.load_images(manifest, args.image_size)
+    masks = pipeline.load_masks(manifest, args.image_size)
+    fit, val = fit_rows.index.to_numpy(), validation_rows.index.to_numpy()
+    print(f"data: {source}")
+    print(f"U-Net {config.widths}, {args.image_size}x{args.image_size}, batch {args.batch_size}, "
+          f"augmentation on; fold 0: {len(fit)} training slices, {len(val)} validation slices")
+
+    started = time.perf_counter()
+    trained = segmentation.train_segmenter(images[fit], masks[fit], config, images[val], masks[val])
+    total = time.perf_counter() - started
+    seconds = trained.history["seconds"].to_numpy()
+    later = seconds[1:].mean() if len(seconds) > 1 else seconds[0]
+    print(f"seconds per epoch: first {seconds[0]:.1f} (with tracing), then {later:.1f} "
+          f"({len(fit) / later:.0f} slices/s); {total:.1f} s in all")
+    print(f"peak memory (max RSS): {max_rss_mib():.0f} MiB")
+    projected = (seconds[0] + later * (args.epochs - 1)) * args.folds
+    print(f"projected training time for {args.folds} folds x {args.epochs} epochs: "
+          f"{projected / 60:.1f} min (budget {BUDGET_SECONDS / 60:.0f} min)")
+    print(f"BENCH segmentation: {BUDGET_SECONDS / projected:.2f}x (goal >= 1x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,236 @@
+"""Segmentation: the U-Net, masks that keep their labels, paired augmentation, the loss, the
+slice threshold, and the cross-validation runner (resumable, seeded, the classifier's table).
+
+A tiny U-Net (widths 4-8-16) at 32x32 on the small phantom, one epoch: mechanics, not accuracy.
+"""
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+import tifffile
+
+from brainlib import data, metrics, pipeline, segmentation, splits, stats, train
+
+SIZE = 32
+TINY = segmentation.SegmentationConfig(image_size=SIZE, widths=(4, 8, 16), epochs=1,
+                                       batch_size=16, validation_fraction=0.25, seed=3)
+
+
+@pytest.fixture(scope="module")
+def manifest(phantom_kaggle_3m):
+    return splits.add_splits(data.scan_dataset(phantom_kaggle_3m).manifest, n_folds=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def finished_run(manifest, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("segmentation-run")
+    table = segmentation.run_segmentation_cv(manifest, run_dir, TINY, progress=False)
+    return run_dir, table
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def test_unet_gives_one_channel_of_logits_and_about_half_a_million_parameters():
+    model = segmentation.build_unet(128)
+    assert model.output.shape == (None, 128, 128, 1)
+    assert 0.45e6 < model.count_params() < 0.55e6
+    assert model.get_layer("logits").activation.__name__ == "linear"
+    with pytest.raises(ValueError, match="divisible by 8"):
+        segmentation.build_unet(36)
+
+
+def test_resunet_uses_resnet50_as_encoder():
+    model = segmentation.build_resunet(64)
+    assert model.output.shape == (None, 64, 64, 1)
+    assert model.get_layer("resnet50_encoder").get_layer("conv4_block6_out") is not None
+    with pytest.raises(ValueError, match="multiple of 32"):
+        segmentation.build_resunet(48)
+
+
+def test_same_seed_same_initial_weights():
+    first = segmentation.build_unet(SIZE, (4, 8), seed=5).get_weights()
+    second = segmentation.build_unet(SIZE, (4, 8), seed=5).get_weights()
+    other = segmentation.build_unet(SIZE, (4, 8), seed=6).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert not np.array_equal(first[0], other[0])
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def test_resizing_a_mask_never_changes_the_slice_label(tmp_path):
+    """Single tumor pixels anywhere in a 256x256 mask survive resizing to any smaller size."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for index in range(12):
+        mask = np.zeros((256, 256), np.uint8)
+        if index % 3:
+            mask[tuple(rng.integers(0, 256, 2))] = 255
+        path = tmp_path / f"mask_{index}.tif"
+        tifffile.imwrite(path, mask)
+        rows.append({"mask_path": str(path), "label": int(mask.any())})
+    masks_manifest = pd.DataFrame(rows)
+    for size in (128, 100, 37, 32):
+        resized = pipeline.load_masks(masks_manifest, size)
+        assert resized.any(axis=(1, 2)).astype(int).tolist() == masks_manifest["label"].tolist()
+
+
+def test_phantom_labels_survive_the_training_resolution(manifest):
+    masks = pipeline.load_masks(manifest, SIZE)
+    assert (masks.any(axis=(1, 2)).astype(int) == manifest["label"].to_numpy()).all()
+
+
+def test_augmentation_moves_image_and_mask_identically():
+    rng = np.random.default_rng(1)
+    masks = np.zeros((8, SIZE, SIZE, 1), np.float32)
+    for index in range(8):
+        top, left = rng.integers(4, 20, 2)
+        masks[index, top:top + 8, left:left + 5] = 1
+    images = np.concatenate([masks * 255, rng.uniform(0, 255, (8, SIZE, SIZE, 2))], axis=-1)
+    transforms = segmentation.random_transforms(8, SIZE, [7, 0], rotation_degrees=15, scale=0.05)
+    moved_images, moved_masks = segmentation.augment_pair(images, masks, transforms)
+    # channel 0 is the mask x 255: it must land exactly where the mask lands
+    expected = (moved_images.numpy()[..., 0] > 127.5)
+    assert np.array_equal(moved_masks.numpy()[..., 0].astype(bool), expected)
+    assert not np.array_equal(moved_masks.numpy(), masks)  # something did move
+    again = segmentation.random_transforms(8, SIZE, [7, 0], rotation_degrees=15, scale=0.05)
+    assert np.array_equal(transforms.numpy(), again.numpy())
+
+
+def test_flip_only_transform_mirrors_exactly():
+    rng = np.random.default_rng(2)
+    images = rng.uniform(0, 255, (16, SIZE, SIZE, 3)).astype(np.float32)
+    masks = (rng.random((16, SIZE, SIZE, 1)) > 0.5).astype(np.float32)
+    transforms = segmentation.random_transforms(16, SIZE, [3, 4], rotation_degrees=0, scale=0)
+    moved_images, moved_masks = segmentation.augment_pair(images, masks, transforms)
+    mirrored = transforms.numpy()[:, 0] < 0
+    assert 0 < mirrored.sum() < 16
+    expected = np.where(mirrored[:, None, None, None], images[:, :, ::-1], images)
+    np.testing.assert_allclose(moved_images.numpy(), expected, atol=1e-3)
+    np.testing.assert_array_equal(moved_masks.numpy(),
+                                  np.where(mirrored[:, None, None, None], masks[:, :, ::-1], masks))
+
+
+def test_per_image_standardisation():
+    images = np.random.default_rng(3).integers(0, 200, (3, SIZE, SIZE, 3)).astype(np.uint8)
+    standardized = segmentation.standardize_per_image(images).numpy()
+    np.testing.assert_allclose(standardized.mean(axis=(1, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(standardized.std(axis=(1, 2, 3)), 1, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- loss, scores
+
+
+def test_dice_bce_loss_is_small_for_a_confident_right_answer():
+    masks = np.zeros((2, 8, 8, 1), np.float32)
+    masks[:, 2:5, 2:5] = 1
+    right = np.where(masks > 0, 20.0, -20.0).astype(np.float32)
+    assert float(segmentation.soft_dice(masks, right)) == pytest.approx(1, abs=1e-6)
+    assert float(segmentation.dice_bce_loss(masks, right)) < 1e-6
+    assert float(segmentation.dice_bce_loss(masks, -right)) > 1
+    assert float(segmentation.soft_dice(np.zeros_like(masks), np.full_like(right, -30))) == pytest.approx(1)
+
+
+def test_p_tumor_keeps_the_ranking_of_large_logits():
+    logits = np.zeros((3, 4, 4), np.float32)
+    logits[:, 0, 0] = [18.0, 25.0, 33.0]  # float32 sigmoid would tie all three at 1.0
+    scores = segmentation.slice_scores(logits)
+    p_tumor = segmentation.p_tumor_from_score(segmentation.score_values(scores, "max_probability"),
+                                              "max_probability")
+    assert p_tumor.dtype == np.float64 and np.all(np.diff(p_tumor) > 0) and p_tumor.max() < 1
+    assert scores["tumor_area"].tolist() == pytest.approx([1 / 16] * 3)
+
+
+def test_threshold_is_chosen_on_validation_scores():
+    y_true = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([-5.0, -1.0, 2.0, 4.0, 6.0, 9.0])
+    chosen = segmentation.choose_threshold(y_true, scores)
+    assert chosen.threshold == pytest.approx(3.0) and chosen.validation_accuracy == 1.0
+    one_class = segmentation.choose_threshold(np.zeros(3, int), np.array([1.0, 2.0, 3.0]))
+    assert one_class.threshold == 0.0 and one_class.rule.startswith("default")
+
+
+def test_upsampled_logits_keep_a_constant_map():
+    logits = np.full((2, 4, 4), 3.0, np.float32)
+    assert np.allclose(segmentation.upsample_logits(logits, 8), 3.0)
+    assert segmentation.upsample_logits(logits, 8).shape == (2, 8, 8)
+
+
+# ----------------------------------------------------------------------------- the runner
+
+
+def test_predictions_table_has_the_classifiers_columns(manifest, finished_run):
+    run_dir, table = finished_run
+    expected = list(manifest.columns) + list(train.PREDICTION_COLUMNS)
+    assert list(table.columns) == expected
+    assert len(table) == len(manifest) and set(table["fold"]) == {0, 1}
+    assert set(table["model"]) == {"unet"} and set(table["control"]) == {"none"}
+    metrics.check_predictions(table)
+    # a classifier's table with the same rows pairs with it unchanged
+    classifier = table.assign(model="resnet50", p_tumor=0.5, y_pred=0)
+    paired = stats.pair_predictions(pd.concat([classifier, table]), "resnet50", "unet")
+    assert len(paired) == len(manifest)
+
+
+def test_each_fold_saves_history_masks_and_threshold(manifest, finished_run):
+    run_dir, table = finished_run
+    unit = run_dir / "units" / "unet-patient-none-fold0"
+    history = pd.read_csv(unit / "history.csv")
+    assert {"epoch", "loss", "soft_dice", "val_loss", "seconds", "best"} <= set(history.columns)
+    saved = segmentation.read_fold_masks(unit / "masks.npz")
+    test_rows = table[table["fold"] == 0]
+    assert saved["logits"].shape == (len(test_rows), SIZE, SIZE)
+    assert int(saved["original_size"]) == 64
+    assert (unit / "threshold.json").exists() and (unit / "model.weights.h5").exists()
+    scores = pd.read_csv(unit / "slice_scores.csv")
+    assert np.allclose(1 / (1 + np.exp(-scores["max_logit"])), test_rows["p_tumor"])
+
+
+def test_evaluate_run_scores_every_slice_at_the_original_size(manifest, finished_run):
+    run_dir, _ = finished_run
+    result = segmentation.evaluate_run(run_dir, manifest)
+    assert len(result.slices) == len(manifest)
+    assert result.patients["patient_id"].nunique() == manifest["patient_id"].nunique()
+    assert set(result.slices["fold"]) == {0, 1}
+
+
+def test_same_seed_same_predictions(manifest, finished_run, tmp_path):
+    _, first = finished_run
+    second = segmentation.run_segmentation_cv(manifest, tmp_path / "again", TINY, progress=False)
+    np.testing.assert_array_equal(first["p_tumor"].to_numpy(), second["p_tumor"].to_numpy())
+
+
+def test_runner_resumes_after_a_finished_fold(manifest, finished_run, tmp_path, monkeypatch):
+    run_dir, full = finished_run
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    (resumed_dir / "run.json").write_text((run_dir / "run.json").read_text())
+    data.write_csv_atomic(full[full["fold"] == 0], resumed_dir / "predictions.csv")  # stopped after fold 0
+    trained_folds = []
+    original = segmentation._train_fold
+
+    def counting(*args, **kwargs):
+        trained_folds.append(args[5])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(segmentation, "_train_fold", counting)
+    table = segmentation.run_segmentation_cv(manifest, resumed_dir, TINY, progress=False)
+    assert trained_folds == [1]
+    assert sorted(table["fold"].unique()) == [0, 1] and len(table) == len(manifest)
+    trained_folds.clear()
+    segmentation.run_segmentation_cv(manifest, resumed_dir, TINY, progress=False)
+    assert trained_folds == []  # nothing left to do
+
+
+def test_a_run_folder_refuses_other_settings(manifest, finished_run):
+    run_dir, _ = finished_run
+    with pytest.raises(ValueError, match="other settings"):
+        segmentation.run_segmentation_cv(manifest, run_dir, TINY.replace(epochs=2), progress=False)
+
+
+def test_config_rejects_unknown_choices():
+    with pytest.raises(ValueError, match="model must be one of"):
+        segmentation.SegmentationConfig(model="segnet")
+    with pytest.raises(ValueError, match="slice_score must be one of"):
+        segmentation.SegmentationConfig(slice_score="mean")
