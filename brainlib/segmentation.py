@@ -33,7 +33,7 @@ import pandas as pd
 import tensorflow as tf
 from PIL import Image
 from scipy.special import expit
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: no widget dependency in notebooks
 
 from . import models, pipeline, segmetrics, splits, train
 from .data import write_csv_atomic, write_text_atomic
@@ -512,7 +512,7 @@ def _fold_numbers(manifest: pd.DataFrame, scheme: str, folds) -> list[int]:
 
 def run_segmentation_cv(manifest: pd.DataFrame, run_dir, config: SegmentationConfig = SegmentationConfig(),
                         scheme: str = "patient", folds=None, images: np.ndarray | None = None,
-                        masks: np.ndarray | None = None, progress: bool = True) -> pd.DataFrame:
+                        masks: np.ndarray | None = None, progress: bool | str = True) -> pd.DataFrame:
     """Train and predict every fold of `fold_<scheme>`; one predictions table.
 
     The folds are the classifiers' (`train.run_cross_validation`), so each fold trains on
@@ -542,13 +542,21 @@ def run_segmentation_cv(manifest: pd.DataFrame, run_dir, config: SegmentationCon
         return done
     images, masks = _arrays(manifest, config.image_size, images, masks)
     original_size = _original_size(manifest)
+    # progress=True: bars for folds and epochs; "log": one printed line per finished fold.
+    log = progress == "log"
+    progress = progress is True
     bar = tqdm(todo, desc=f"{config.model} folds", unit="fold", disable=not progress)
     for fold in bar:
         bar.set_postfix_str(train.unit_name(config.model, scheme, CONTROL, fold))
+        started = time.perf_counter()
         rows = _train_fold(manifest, images, masks, config, scheme, fold, run_dir,
                            original_size, progress)
         write_csv_atomic(pd.concat([train.read_predictions(run_dir), rows], ignore_index=True),
                          run_dir / "predictions.csv")
+        if log:
+            print(f"{train.unit_name(config.model, scheme, CONTROL, fold)}: accuracy "
+                  f"{(rows['y_pred'] == rows['y_true']).mean():.3f} on {len(rows)} held-out "
+                  f"slices ({time.perf_counter() - started:.0f} s)", flush=True)
     return train.read_predictions(run_dir)
 
 

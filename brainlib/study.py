@@ -149,6 +149,41 @@ def train_models(run_dir: str | os.PathLike, *, models: str = "resnet50,vgg16",
                                       progress=progress)
 
 
+def segmentation_config(*, unet_image_size: int = 128, unet_widths: str = "16,32,64,128",
+                        unet_epochs: int = 30, seed: int = 0, **_ignored):
+    """A profile's U-Net parameters as a `brainlib.segmentation.SegmentationConfig`."""
+    from .segmentation import SegmentationConfig
+
+    widths = tuple(int(w) for w in str(unet_widths).split(",") if w.strip())
+    return SegmentationConfig(image_size=unet_image_size, widths=widths, epochs=unet_epochs,
+                              seed=seed)
+
+
+def segmentation_dir(run_dir: str | os.PathLike, **params) -> Path:
+    """The folder of one segmentation setting inside a run (named by a settings hash)."""
+    from dataclasses import asdict
+
+    settings = {"config": asdict(segmentation_config(**params)),
+                "manifest": {k: params.get(k) for k in MANIFEST_KEYS},
+                "folds_to_run": params.get("folds_to_run")}
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
+    return Path(run_dir) / f"segmentation-{digest.hexdigest()[:10]}"
+
+
+def segment_tumors(run_dir: str | os.PathLike, *, folds_to_run: str = "all",
+                   progress: bool = True, **params) -> pd.DataFrame:
+    """Cross-validate the U-Net on the run's patient folds (the classifiers' folds); return
+    its rows of the predictions table (`model="unet"`). Resumes like `train_models`."""
+    from . import segmentation
+
+    manifest = prepare_manifest(run_dir, **params)
+    folds = None if folds_to_run in ("all", "", None) else \
+        [int(f) for f in str(folds_to_run).split(",")]
+    folder = segmentation_dir(run_dir, folds_to_run=folds_to_run, **params)
+    return segmentation.run_segmentation_cv(manifest, folder, segmentation_config(**params),
+                                            scheme="patient", folds=folds, progress=progress)
+
+
 def read_histories(run_dir: str | os.PathLike, **params) -> pd.DataFrame:
     """Every unit's per-epoch history (loss and accuracy, training and validation)."""
     folder = training_dir(run_dir, **params)
