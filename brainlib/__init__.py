@@ -9,7 +9,8 @@ from importlib import import_module
 
 __version__ = "0.1.0"
 __all__ = ["data", "phantom", "splits", "pipeline", "models", "train", "metrics", "stats",
-           "audit", "plots", "study", "equations", "eda"]
+           "audit", "plots", "study", "equations", "eda", "segmentation", "segmetrics",
+           "bookcheck"]
 
 
 def __getattr__(name):

@@ -51,9 +51,9 @@ class SegmentationConfig:
     """Every setting of a segmentation run (one home; the study's profiles fill it in).
 
     Defaults are the U-Net measured on the 20-patient real sample: widths 16-32-64-128
-    with batch norm, Adam 1e-3 decayed by eq. (20) with rate 0.1 per epoch (on fold 0 it
-    lifted slice AUC from 0.90 to 0.93 over a constant rate), 30 epochs, batch 16, flips
-    and small rotations and scaling (Buda et al.: 15 degrees, 5%). `validation_fraction` of the training patients are held out to pick the
+    with batch norm, Adam 1e-3 decayed by eq. (20) with rate 0.1 per epoch, 30 epochs
+    (on fold 0: slice AUC 0.93, against 0.90 for 20 epochs at a constant rate), batch 16,
+    flips and small rotations and scaling (Buda et al.: 15 degrees, 5%). `validation_fraction` of the training patients are held out to pick the
     best epoch (`keep_best_epoch`, lowest validation loss) and the slice threshold.
     """
 

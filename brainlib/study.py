@@ -23,6 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO_ROOT / "notebooks"
 PROFILES = Path(__file__).with_name("profiles.toml")
 # Parameters that change the manifest; anything else leaves it as it is.
+PLOTLY_RENDERER_ENV_VAR = "BRAINLIB_PLOTLY_RENDERER"
+# The reference notebooks (committed, checked by nbval) keep figures as JSON only.
+REFERENCE_RENDERER = "plotly_mimetype"
 MANIFEST_KEYS = ("data_source", "phantom_patients", "seed", "n_folds", "test_fraction")
 
 
@@ -209,11 +212,14 @@ def read_manifest(run_dir: str | os.PathLike) -> pd.DataFrame:
 
 def notebook_setup() -> None:
     """Notebook display settings: plotly figures embed their JavaScript (interactive in the
-    HTML book and offline, no CDN), tables show a sensible number of rows and digits."""
+    HTML book and offline, no CDN), tables show a sensible number of rows and digits.
+    `$BRAINLIB_PLOTLY_RENDERER` overrides the renderer (the reference notebooks keep only
+    the figures' JSON, so the repository does not carry plotly.js once per notebook)."""
     import plotly.io as pio
 
     in_colab = "google.colab" in sys.modules
-    pio.renderers.default = "colab" if in_colab else "plotly_mimetype+notebook"
+    pio.renderers.default = os.environ.get(PLOTLY_RENDERER_ENV_VAR) or (
+        "colab" if in_colab else "plotly_mimetype+notebook")
     pd.set_option("display.max_rows", 40)
     pd.set_option("display.precision", 4)
 
@@ -298,6 +304,7 @@ def execute_reference_notebooks(only: list[str] | None = None, timeout: int = 18
     import jupytext
     import nbclient
 
+    os.environ[PLOTLY_RENDERER_ENV_VAR] = REFERENCE_RENDERER  # inherited by the kernels
     for source in notebook_sources():
         if only and not any(name in source.stem for name in only):
             continue

@@ -9,6 +9,8 @@ import pytest
 # Every test session caches into its own folder, never the user's ~/.cache/brainlib.
 os.environ.setdefault("BRAINLIB_CACHE", tempfile.mkdtemp(prefix="brainlib-test-cache-"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# nbval re-runs the reference notebooks with the renderer they were made with.
+os.environ.setdefault("BRAINLIB_PLOTLY_RENDERER", "plotly_mimetype")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_SAMPLE = Path(os.environ.get("BRAINLIB_LGG_SAMPLE",
