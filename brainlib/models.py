@@ -90,7 +90,8 @@ def _offline_message(model_name: str, reason: str) -> str:
         f"weights='imagenet' for {model_name} needs a download from {url}, which failed "
         f"({reason}). On a machine with internet, download that file and pass its local "
         f"path instead: build_classifier({model_name!r}, weights='/path/to/"
-        f"{url.rsplit('/', 1)[1]}'), or use weights=None for random initial weights."
+        f"{url.rsplit('/', 1)[1]}') (in a study: `-p weights=/path/to/that/file.h5`), "
+        f"or use weights=None for random initial weights."
     )
 
 

@@ -274,16 +274,29 @@ def run_study(profile: str = "default", overrides: dict | None = None, *,
             continue
         print(f"  {source.stem}: running", flush=True)
         tmp_in = run_dir / f".{source.stem}.input.ipynb"
-        tmp_out = run_dir / f".{source.stem}.partial.ipynb"
+        tmp_out = run_dir / f"{source.stem}.failed.ipynb"
         jupytext.write(notebook, tmp_in)
         try:
             papermill.execute_notebook(str(tmp_in), str(tmp_out), parameters=given,
                                        cwd=str(run_dir), progress_bar=True, kernel_name="python3")
+        except papermill.PapermillExecutionError as error:
+            raise NotebookFailed(source.stem, error, tmp_out) from None
         finally:
             tmp_in.unlink(missing_ok=True)
         os.replace(tmp_out, output)
         data.write_text_atomic(stamp, digest)
     return run_dir
+
+
+class NotebookFailed(RuntimeError):
+    """A study notebook raised; says which, the error, and where its executed copy is."""
+
+    def __init__(self, notebook: str, error, executed: Path):
+        super().__init__(f"notebook {notebook} failed in cell {error.exec_count}: "
+                         f"{error.ename}: {error.evalue}\n"
+                         f"The executed notebook, up to the error: {executed}\n"
+                         "Finished notebooks and training units are kept; run the same "
+                         "command again to resume after fixing the cause.")
 
 
 def _declared_parameters(notebook) -> set[str]:
@@ -366,4 +379,7 @@ def study_main(argv: list[str]) -> int:
     except (ValueError, data.DataUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except NotebookFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0

@@ -89,3 +89,14 @@ def test_study_runs_a_notebook_with_overrides_then_resumes(tmp_path, monkeypatch
     capsys.readouterr()
     study.run_study("default", overrides, run_root=tmp_path, only=["02_data"])
     assert "up to date, not re-run" in capsys.readouterr().out
+
+
+def test_a_failing_notebook_is_reported_plainly_and_keeps_its_executed_copy(tmp_path):
+    overrides = {"phantom_patients": 6, "n_folds": 3, "image_size": 16}  # too small: refused
+    with pytest.raises(study.NotebookFailed) as error:
+        study.run_study("default", overrides, run_root=tmp_path, only=["04_training"])
+    message = str(error.value)
+    assert "04_training" in message and "input_size" in message
+    executed = tmp_path / "default" / "04_training.failed.ipynb"
+    assert executed.exists() and str(executed) in message
+    assert not (tmp_path / "default" / "04_training.ipynb").exists()
