@@ -227,7 +227,7 @@ def _check_pair(image_path: Path, mask_path: Path) -> dict:
                                "(the image's height and width, one channel)"}
         if image.dtype != np.uint8 or mask.dtype != np.uint8:
             bad = image_path if image.dtype != np.uint8 else mask_path
-            return {"path": str(bad), "problem": f"dtype is not uint8"}
+            return {"path": str(bad), "problem": "dtype is not uint8 (expected 8-bit images and masks)"}
         values = np.unique(mask)
         if not np.isin(values, (0, 255)).all():
             return {"path": str(mask_path),

@@ -1,7 +1,6 @@
 """Notebook pairs are in sync, each has a papermill interface, Colab links agree with
 the book's configuration, and the study runner executes and resumes."""
 import json
-import re
 from pathlib import Path
 
 import jupytext

@@ -75,7 +75,6 @@ def tf_constant(array):
 
 
 def test_augmentation_rotates_and_scales_about_the_centre():
-    import math
     layer = pipeline.augmentation_layers(seed=1, rotation=0.25, zoom=0.0)
     image = np.zeros((1, 33, 33, 3), np.float32)
     image[0, 16, 16] = 255  # the centre stays put under any rotation

@@ -6,7 +6,6 @@ A tiny U-Net (widths 4-8-16) at 32x32 on the small phantom, one epoch: mechanics
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
 import tifffile
 
 from brainlib import data, metrics, pipeline, segmentation, splits, stats, train
