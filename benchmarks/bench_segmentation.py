@@ -11,7 +11,8 @@ budget:
     BENCH segmentation: <ratio>x (goal >= 1x)
 
 where ratio = 1800 s / projected training time (above 1: the run fits the budget).
-Run: `python benchmarks/bench_segmentation.py [--measure-epochs 3 --epochs 30 --folds 5]`.
+Run: `python benchmarks/bench_segmentation.py [--measure-epochs 3 --epochs 30 --folds 5]`
+(`--model resunet` for the ResNet50-encoder variant).
 """
 import argparse
 import os
@@ -53,18 +54,23 @@ def main(argv: list[str]) -> int:
                         help="epochs per fold of the projected run (default: the config's)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--model", choices=segmentation.MODEL_NAMES, default="unet",
+                        help="resunet: the ResNet50-encoder U-Net, random weights")
     args = parser.parse_args(argv)
 
     manifest, source = sample_manifest(args.folds)
-    config = segmentation.SegmentationConfig(image_size=args.image_size, epochs=args.measure_epochs,
-                                             batch_size=args.batch_size)
+    config = segmentation.SegmentationConfig(model=args.model, image_size=args.image_size,
+                                             epochs=args.measure_epochs, batch_size=args.batch_size)
     fit_rows, validation_rows, _ = segmentation._split_fold(manifest, "patient", 0, config, 0)
-    images = pipeline.load_images(manifest, args.image_size)
+    images = segmentation.normalize_volumes(pipeline.load_images(manifest, args.image_size),
+                                            manifest["patient_id"].to_numpy())
     masks = pipeline.load_masks(manifest, args.image_size)
     fit, val = fit_rows.index.to_numpy(), validation_rows.index.to_numpy()
     print(f"data: {source}")
-    print(f"U-Net {config.widths}, {args.image_size}x{args.image_size}, batch {args.batch_size}, "
-          f"augmentation on; fold 0: {len(fit)} training slices, {len(val)} validation slices")
+    name = f"U-Net {config.widths}" if args.model == "unet" else "ResUNet (ResNet50 encoder)"
+    print(f"{name}, {args.image_size}x{args.image_size}, batch {args.batch_size}, "
+          f"augmentation and intensity jitter on; fold 0: {len(fit)} training slices, "
+          f"{len(val)} validation slices")
 
     started = time.perf_counter()
     trained = segmentation.train_segmenter(images[fit], masks[fit], config, images[val], masks[val])

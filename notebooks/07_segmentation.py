@@ -85,10 +85,13 @@ print(bl.study.segmentation_config(**settings, **unet_settings))
 # %% [markdown]
 # ## Train the U-Net, fold by fold
 #
-# Same patient folds as the classifiers. Loss: soft Dice plus binary cross-entropy; each
-# image standardised on its own; flips, small rotations and scaling applied identically to
-# image and mask. The decision threshold on the slice score is chosen on validation
-# patients taken from the training side, never on the test fold.
+# Same patient folds as the classifiers. Loss: soft Dice plus binary cross-entropy. Each
+# patient's volume has each MRI sequence rescaled to its own 1st-99th percentile range
+# (scanners and institutions give the sequences different scales; this uses the patient's
+# own images and no label, so test patients get it too), then each image is standardised.
+# In training, flips, small rotations and scaling move image and mask together, and each
+# sequence's gain is jittered. The decision threshold on the slice score is chosen on
+# validation patients taken from the training side, never on the test fold.
 
 # %% tags=["nbval-ignore-output"]
 classifier_predictions = bl.study.train_models(run_dir, progress="log", **settings)

@@ -118,6 +118,78 @@ def test_per_image_standardisation():
     np.testing.assert_allclose(standardized.std(axis=(1, 2, 3)), 1, atol=1e-4)
 
 
+def _two_patient_volumes():
+    rng = np.random.default_rng(4)
+    volume = rng.integers(1, 200, (5, SIZE, SIZE, 3)).astype(np.uint8)
+    volume[:, :4] = 0  # background outside the head stays 0
+    dimmer = volume.astype(np.float32) * np.array([1.0, 0.5, 0.8], np.float32)
+    images = np.concatenate([volume, np.round(dimmer).astype(np.uint8)])
+    return images, np.repeat(["A", "B"], 5)
+
+
+def test_volume_normalisation_removes_each_sequences_scale_per_patient():
+    images, patients = _two_patient_volumes()
+    normalized = segmentation.normalize_volumes(images, patients)
+    assert normalized.dtype == np.uint8 and normalized.shape == images.shape
+    assert (normalized[:, :4] == 0).all()
+    for patient in "AB":
+        head = normalized[patients == patient][:, 4:]
+        for channel in range(3):
+            low, high = np.percentile(head[..., channel], [1, 99])
+            assert low <= 3 and high >= 252
+    # patient B is patient A with two sequences dimmed: after normalisation they agree
+    difference = np.abs(normalized[:5].astype(int) - normalized[5:].astype(int))
+    assert difference.max() <= 3
+    assert np.abs(images[:5].astype(int) - images[5:].astype(int)).max() > 50
+
+
+def test_volume_normalisation_needs_uint8_images_and_one_id_per_image():
+    images, patients = _two_patient_volumes()
+    with pytest.raises(ValueError, match="expected uint8"):
+        segmentation.normalize_volumes(images.astype(np.float32), patients)
+    with pytest.raises(ValueError, match="patient_ids has 9 entries"):
+        segmentation.normalize_volumes(images, patients[:9])
+
+
+def test_intensity_jitter_scales_each_channel_by_its_own_gain():
+    images = np.random.default_rng(5).uniform(1, 100, (6, SIZE, SIZE, 3)).astype(np.float32)
+    jittered = segmentation.jitter_intensities(images, [1, 2], 0.2).numpy()
+    gains = jittered / images
+    # one gain per image and channel, within exp(+-0.2), and not all the same
+    np.testing.assert_allclose(gains, np.broadcast_to(gains[:, :1, :1, :], gains.shape), rtol=1e-5)
+    assert np.all(gains > np.exp(-0.2) - 1e-6) and np.all(gains < np.exp(0.2) + 1e-6)
+    assert np.ptp(gains[:, 0, 0, :]) > 0.01
+    again = segmentation.jitter_intensities(images, [1, 2], 0.2).numpy()
+    np.testing.assert_array_equal(jittered, again)
+
+
+def test_neighbour_flair_comes_from_the_same_patients_adjacent_slices():
+    # rows out of order on purpose: neighbours follow slice numbers, not rows
+    manifest = pd.DataFrame({"patient_id": ["A", "A", "B", "A", "B"],
+                             "slice_number": [2, 1, 1, 3, 2]})
+    images = np.zeros((5, 4, 4, 3), np.uint8)
+    images[..., segmentation.FLAIR_CHANNEL] = (np.array([12, 11, 21, 13, 22]))[:, None, None]
+    stacked = segmentation.add_neighbour_flair(images, manifest)
+    assert stacked.shape == (5, 4, 4, 5)
+    np.testing.assert_array_equal(stacked[..., :3], images)
+    assert stacked[:, 0, 0, 3].tolist() == [11, 11, 21, 12, 21]  # below (an end repeats itself)
+    assert stacked[:, 0, 0, 4].tolist() == [13, 12, 22, 13, 22]  # above
+
+
+def test_a_unet_with_neighbour_slices_trains_and_predicts_on_five_channels(manifest):
+    config = TINY.replace(neighbour_slices=True)
+    images = pipeline.load_images(manifest, SIZE)[:24]
+    masks = pipeline.load_masks(manifest, SIZE)[:24]
+    stacked = segmentation.add_neighbour_flair(images, manifest.iloc[:24])
+    trained = segmentation.train_segmenter(stacked, masks, config)
+    assert trained.model.input.shape[-1] == 5
+    assert trained.predict_logits(stacked).shape == (24, SIZE, SIZE)
+    with pytest.raises(ValueError, match=r"expected \(N, 32, 32, 5\)"):
+        segmentation.train_segmenter(images, masks, config)
+    with pytest.raises(ValueError, match="neighbour_slices needs model='unet'"):
+        segmentation.SegmentationConfig(model="resunet", neighbour_slices=True)
+
+
 # ----------------------------------------------------------------------------- loss, scores
 
 
@@ -233,3 +305,5 @@ def test_config_rejects_unknown_choices():
         segmentation.SegmentationConfig(model="segnet")
     with pytest.raises(ValueError, match="slice_score must be one of"):
         segmentation.SegmentationConfig(slice_score="mean")
+    with pytest.raises(ValueError, match="intensity_normalization must be one of"):
+        segmentation.SegmentationConfig(intensity_normalization="histogram")
