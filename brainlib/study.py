@@ -29,6 +29,16 @@ REFERENCE_RENDERER = "plotly_mimetype"
 MANIFEST_KEYS = ("data_source", "phantom_patients", "seed", "n_folds", "test_fraction")
 
 
+def _manifest_settings(params: dict) -> dict:
+    """The settings that fix a run's manifest, for folder hashes: `phantom_patients` only
+    counts where the data may be the phantom, so a notebook (which always carries it) and a
+    script on real data share their trained folders."""
+    settings = {k: params.get(k) for k in MANIFEST_KEYS}
+    if params.get("data_source", "phantom") not in ("phantom", "auto", "", None):
+        settings["phantom_patients"] = None
+    return settings
+
+
 def profile_names() -> list[str]:
     return list(tomllib.loads(PROFILES.read_text()))
 
@@ -167,7 +177,7 @@ def segmentation_dir(run_dir: str | os.PathLike, **params) -> Path:
     from dataclasses import asdict
 
     settings = {"config": asdict(segmentation_config(**params)),
-                "manifest": {k: params.get(k) for k in MANIFEST_KEYS},
+                "manifest": _manifest_settings(params),
                 "folds_to_run": params.get("folds_to_run")}
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
     return Path(run_dir) / f"segmentation-{digest.hexdigest()[:10]}"
@@ -199,7 +209,7 @@ def training_dir(run_dir: str | os.PathLike, **params) -> Path:
     from dataclasses import asdict
 
     settings = {"config": asdict(training_config(**params)),
-                "manifest": {k: params.get(k) for k in MANIFEST_KEYS},
+                "manifest": _manifest_settings(params),
                 **{k: params.get(k) for k in ("models", "folds_to_run", "leakage_experiment")}}
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
     return Path(run_dir) / f"training-{digest.hexdigest()[:10]}"

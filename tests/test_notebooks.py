@@ -73,6 +73,18 @@ def test_profiles_load_and_overrides_are_typed():
         study.load_profile("nope")
 
 
+def test_notebooks_and_scripts_share_trained_folders_on_real_data():
+    """A notebook always carries `phantom_patients`; on real data it must not change the
+    folder the models are trained into, on the phantom it must."""
+    real = {k: v for k, v in study.load_profile("sample").items() if k != "phantom_patients"}
+    for folder in (study.training_dir, study.segmentation_dir):
+        assert folder("run", **real) == folder("run", **real, phantom_patients=12)
+    phantom = {k: v for k, v in study.load_profile("default").items() if k != "phantom_patients"}
+    for folder in (study.training_dir, study.segmentation_dir):
+        assert folder("run", **phantom, phantom_patients=12) != \
+            folder("run", **phantom, phantom_patients=24)
+
+
 def test_study_runs_a_notebook_with_overrides_then_resumes(tmp_path, monkeypatch, capsys):
     """papermill overrides the parameters cell; a finished notebook is not run again."""
     overrides = {"phantom_patients": 6, "n_folds": 3}
