@@ -83,6 +83,36 @@ print(f"dataset: {DATASET}; {manifest['patient_id'].nunique()} patients, {len(ma
 print(bl.study.segmentation_config(**settings, **unet_settings))
 
 # %% [markdown]
+# ## Each volume's sequences on one scale
+#
+# Scanners and institutions give each MRI sequence its own intensity scale. The U-Net's
+# input is rescaled per patient volume and sequence (the 1st-99th percentile of the head
+# onto 0-255) before each image is standardised. Below, each dot is one patient's bright
+# end of the head (90th percentile of its non-zero pixels) in one sequence, divided by the
+# mean over patients, as read and after rescaling; the table gives the spread between
+# patients as a coefficient of variation.
+
+# %%
+head_scale = []
+as_read = bl.pipeline.load_images(manifest, unet_image_size)
+rescaled = bl.segmentation.normalize_volumes(as_read, manifest["patient_id"].to_numpy())
+for version, stack in (("as read", as_read), ("rescaled per volume", rescaled)):
+    for patient, rows_of_patient in manifest.groupby("patient_id").indices.items():
+        for channel, sequence in enumerate(("pre-contrast", "FLAIR", "post-contrast")):
+            values = stack[rows_of_patient][..., channel]
+            head_scale.append({"version": version, "sequence": sequence, "patient_id": patient,
+                               "institution": manifest["institution"].iloc[rows_of_patient[0]],
+                               "p90": np.percentile(values[values > 0], 90)})
+head_scale = pd.DataFrame(head_scale)
+groups = head_scale.groupby(["version", "sequence"])["p90"]
+head_scale["relative to the mean"] = head_scale["p90"] / groups.transform("mean")
+fig = px.strip(head_scale, x="sequence", y="relative to the mean", color="institution",
+               facet_col="version", hover_data=["patient_id"],
+               title=f"90th percentile of each patient's head per sequence ({DATASET})")
+fig.show()
+(groups.std() / groups.mean()).unstack("sequence").round(2)
+
+# %% [markdown]
 # ## Train the U-Net, fold by fold
 #
 # Same patient folds as the classifiers. Loss: soft Dice plus binary cross-entropy. Each
