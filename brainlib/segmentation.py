@@ -60,8 +60,9 @@ class SegmentationConfig:
     volume's sequences rescaled (`intensity_normalization="volume"`) and each channel's
     gain jittered by up to exp(+-0.2) in training (`intensity_jitter`). On the sample's
     hardest patient fold these two took slice AUC from 0.71 to 0.85 and its mean patient
-    Dice from 0.31 to 0.57 (one seed); adding the neighbouring slices' FLAIR as channels
-    (`neighbour_slices`, 2.5-D) did not help there (0.79). `validation_fraction` of the
+    Dice from 0.31 to 0.57 (seed 0; seeds 1 and 2 gave AUC 0.79 and 0.90); adding the
+    neighbouring slices' FLAIR as channels (`neighbour_slices`, 2.5-D) did not help there
+    (0.79). `validation_fraction` of the
     training patients are held out to pick the best epoch (`keep_best_epoch`, lowest
     validation loss) and the slice threshold.
     """
