@@ -11,8 +11,11 @@ budget:
     BENCH segmentation: <ratio>x (goal >= 1x)
 
 where ratio = 1800 s / projected training time (above 1: the run fits the budget).
-Run: `python benchmarks/bench_segmentation.py [--measure-epochs 3 --epochs 30 --folds 5]`
-(`--model resunet` for the ResNet50-encoder variant).
+With `--precision mixed_bfloat16` it measures the float32 U-Net too, side by side, and
+prints the speed-up of bfloat16 compute over it. Default epochs come from the `sample`
+profile (the run the budget is about).
+Run: `python benchmarks/bench_segmentation.py [--measure-epochs 3 --epochs 45 --folds 5
+--precision mixed_bfloat16]` (`--model resunet` for the ResNet50-encoder variant).
 """
 import argparse
 import os
@@ -24,7 +27,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from brainlib import data, phantom, pipeline, segmentation, splits  # noqa: E402
+from brainlib import data, phantom, pipeline, segmentation, splits, study  # noqa: E402
 
 BUDGET_SECONDS = 30 * 60
 REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lgg-sample"
@@ -50,17 +53,22 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--measure-epochs", type=int, default=3, help="epochs actually trained")
-    parser.add_argument("--epochs", type=int, default=segmentation.SegmentationConfig().epochs,
-                        help="epochs per fold of the projected run (default: the config's)")
+    sample = study.load_profile("sample")
+    parser.add_argument("--epochs", type=int, default=int(sample["unet_epochs"]),
+                        help="epochs per fold of the projected run (default: the sample profile's)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--model", choices=segmentation.MODEL_NAMES, default="unet",
                         help="resunet: the ResNet50-encoder U-Net, random weights")
+    parser.add_argument("--precision", choices=segmentation.PRECISIONS,
+                        default=sample["unet_precision"],
+                        help="U-Net compute precision (default: the sample profile's)")
     args = parser.parse_args(argv)
 
     manifest, source = sample_manifest(args.folds)
     config = segmentation.SegmentationConfig(model=args.model, image_size=args.image_size,
-                                             epochs=args.measure_epochs, batch_size=args.batch_size)
+                                             epochs=args.measure_epochs, batch_size=args.batch_size,
+                                             precision=args.precision)
     fit_rows, validation_rows, _ = segmentation._split_fold(manifest, "patient", 0, config, 0)
     images = segmentation.normalize_volumes(pipeline.load_images(manifest, args.image_size),
                                             manifest["patient_id"].to_numpy())
@@ -72,17 +80,28 @@ def main(argv: list[str]) -> int:
           f"augmentation and intensity jitter on; fold 0: {len(fit)} training slices, "
           f"{len(val)} validation slices")
 
-    started = time.perf_counter()
-    trained = segmentation.train_segmenter(images[fit], masks[fit], config, images[val], masks[val])
-    total = time.perf_counter() - started
-    seconds = trained.history["seconds"].to_numpy()
-    later = seconds[1:].mean() if len(seconds) > 1 else seconds[0]
-    print(f"seconds per epoch: first {seconds[0]:.1f} (with tracing), then {later:.1f} "
-          f"({len(fit) / later:.0f} slices/s); {total:.1f} s in all")
+    def measure(config) -> tuple[float, float]:
+        """Train `config.epochs` epochs; (first epoch's seconds, mean of the later ones)."""
+        started = time.perf_counter()
+        trained = segmentation.train_segmenter(images[fit], masks[fit], config, images[val],
+                                               masks[val])
+        seconds = trained.history["seconds"].to_numpy()
+        later = seconds[1:].mean() if len(seconds) > 1 else seconds[0]
+        print(f"{config.precision}: seconds per epoch: first {seconds[0]:.1f} (with tracing), "
+              f"then {later:.1f} ({len(fit) / later:.0f} slices/s); "
+              f"{time.perf_counter() - started:.1f} s in all")
+        return seconds[0], later
+
+    if config.precision != "float32":
+        _, baseline = measure(config.replace(precision="float32"))
+    first, later = measure(config)
+    if config.precision != "float32":
+        print(f"BENCH segmentation {config.precision} vs float32: {baseline / later:.2f}x "
+              "faster per epoch")
     print(f"peak memory (max RSS): {max_rss_mib():.0f} MiB")
-    projected = (seconds[0] + later * (args.epochs - 1)) * args.folds
-    print(f"projected training time for {args.folds} folds x {args.epochs} epochs: "
-          f"{projected / 60:.1f} min (budget {BUDGET_SECONDS / 60:.0f} min)")
+    projected = (first + later * (args.epochs - 1)) * args.folds
+    print(f"projected training time for {args.folds} folds x {args.epochs} epochs "
+          f"({config.precision}): {projected / 60:.1f} min (budget {BUDGET_SECONDS / 60:.0f} min)")
     print(f"BENCH segmentation: {BUDGET_SECONDS / projected:.2f}x (goal >= 1x)")
     return 0
 

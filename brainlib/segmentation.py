@@ -13,8 +13,10 @@
   (`model="unet"`), so `metrics` and `stats` compare it with ResNet50 and VGG16 unchanged.
 
 Slice classification from a segmentation: a slice's score is its maximum pixel logit
-(`slice_score="max_probability"`, written as `p_tumor = sigmoid(max logit)` in float64) or
-its predicted tumor area (`"tumor_area"`, the fraction of pixels with logit > 0). Float32
+(`slice_score="max_probability"`, written as `p_tumor = sigmoid(max logit)` in float64),
+that maximum averaged with the two neighbouring slices' of the same volume
+(`"max_probability_3d"`), or its predicted tumor area (`"tumor_area"`, the fraction of
+pixels with logit > 0). Float32
 probabilities saturate at 1.0 for logits above about 17 and tie many slices; float64 ties
 only above about 37, and the exact max logit is kept in each fold's `slice_scores.csv`.
 The decision threshold on that score is chosen on inner validation patients of the training
@@ -42,8 +44,11 @@ from .data import write_csv_atomic, write_text_atomic
 
 MODEL_NAMES = ("unet", "resunet")
 INTENSITY_NORMALIZATIONS = ("volume", "image")
+PRECISIONS = ("float32", "mixed_bfloat16")
 FLAIR_CHANNEL = 1  # the Kaggle images' channels: pre-contrast, FLAIR, post-contrast
-SLICE_SCORES = ("max_probability", "tumor_area")
+SLICE_SCORES = ("max_probability", "max_probability_3d", "tumor_area")
+SCORE_COLUMNS = {"max_probability": "max_logit", "max_probability_3d": "max_logit_3d",
+                 "tumor_area": "tumor_area"}
 CONTROL = "none"
 # ResNet50 layers whose outputs feed the decoder, at 1/2, 1/4, 1/8 and 1/16 of the input.
 RESNET_SKIP_LAYERS = ("conv1_relu", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out")
@@ -54,17 +59,17 @@ DICE_SMOOTHING = 1.0
 class SegmentationConfig:
     """Every setting of a segmentation run (one home; the study's profiles fill it in).
 
-    Defaults are the U-Net measured on the 20-patient real sample: widths 16-32-64-128
-    with batch norm, Adam 1e-3 decayed by eq. (20) with rate 0.1 per epoch, 30 epochs,
-    batch 16, flips and small rotations and scaling (Buda et al.: 15 degrees, 5%), each
-    volume's sequences rescaled (`intensity_normalization="volume"`) and each channel's
-    gain jittered by up to exp(+-0.2) in training (`intensity_jitter`). On the sample's
-    hardest patient fold these two took slice AUC from 0.71 to 0.85 and its mean patient
-    Dice from 0.31 to 0.57 (seed 0; seeds 1 and 2 gave AUC 0.79 and 0.90); adding the
-    neighbouring slices' FLAIR as channels (`neighbour_slices`, 2.5-D) did not help there
-    (0.79). `validation_fraction` of the
-    training patients are held out to pick the best epoch (`keep_best_epoch`, lowest
-    validation loss) and the slice threshold.
+    Defaults: the U-Net measured on the 20-patient real sample, widths 16-32-64-128 with
+    batch norm, Adam 1e-3 decayed by eq. (20) with rate 0.1 per epoch, batch 16, flips and
+    small rotations and scaling (Buda et al.: 15 degrees, 5%), each volume's sequences
+    rescaled (`intensity_normalization="volume"`), each channel's gain jittered by up to
+    exp(+-0.2) in training (`intensity_jitter`), and slices scored with their neighbours
+    (`slice_score="max_probability_3d"`). The `sample` profile trains it 45 epochs in
+    bfloat16 (`precision`). On the sample's hardest fold, volume rescaling and jitter
+    took slice AUC from 0.71 to 0.85 (seed 0; seeds 1 and 2 gave 0.79 and 0.90);
+    neighbouring slices' FLAIR as extra channels (`neighbour_slices`, 2.5-D) did not help
+    (0.79). `validation_fraction` of the training patients are held out to pick the best
+    epoch (`keep_best_epoch`, lowest validation loss) and the slice threshold.
     """
 
     model: str = "unet"
@@ -82,10 +87,11 @@ class SegmentationConfig:
     scale: float = 0.05
     validation_fraction: float = 0.15
     keep_best_epoch: bool = True
-    slice_score: str = "max_probability"
+    slice_score: str = "max_probability_3d"
     intensity_normalization: str = "volume"
     intensity_jitter: float = 0.2
     neighbour_slices: bool = False
+    precision: str = "float32"  # "mixed_bfloat16": bf16 compute, float32 weights and logits
     seed: int = 0
 
     def __post_init__(self):
@@ -96,6 +102,10 @@ class SegmentationConfig:
         if self.intensity_normalization not in INTENSITY_NORMALIZATIONS:
             raise ValueError(f"intensity_normalization must be one of {INTENSITY_NORMALIZATIONS}; "
                              f"found {self.intensity_normalization!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; found {self.precision!r}")
+        if self.precision != "float32" and self.model == "resunet":
+            raise ValueError("precision: mixed precision is built for model='unet' only")
         if self.slice_score not in SLICE_SCORES:
             raise ValueError(f"slice_score must be one of {SLICE_SCORES}; found {self.slice_score!r}")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -112,25 +122,32 @@ class SegmentationConfig:
 # ----------------------------------------------------------------------------- models
 
 
-def _conv_block(x, width: int, batch_norm: bool, name: str):
+def _conv_block(x, width: int, batch_norm: bool, name: str, dtype=None):
     """Two 3x3 convolutions, each followed by batch norm (optional) and ReLU."""
     for index in (1, 2):
         x = keras.layers.Conv2D(width, 3, padding="same", use_bias=not batch_norm,
-                                kernel_initializer="he_normal", name=f"{name}_conv{index}")(x)
+                                kernel_initializer="he_normal", name=f"{name}_conv{index}",
+                                dtype=dtype)(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"{name}_bn{index}")(x)
-        x = keras.layers.Activation("relu", name=f"{name}_relu{index}")(x)
+            x = keras.layers.BatchNormalization(name=f"{name}_bn{index}", dtype=dtype)(x)
+        x = keras.layers.Activation("relu", name=f"{name}_relu{index}", dtype=dtype)(x)
     return x
 
 
 def build_unet(input_size: int, widths=(16, 32, 64, 128), batch_norm: bool = True,
-               seed: int = 0, channels: int = 3) -> keras.Model:
+               seed: int = 0, channels: int = 3, precision: str = "float32") -> keras.Model:
     """U-Net (Ronneberger et al. 2015): an encoder level per width but the last, which is
     the bottleneck, and a mirrored decoder with skip connections; 1-channel logits out.
 
     16-32-64-128 with batch norm has about 0.47 M parameters. `seed` fixes the initial
-    weights (Keras' global seed is set before building).
+    weights (Keras' global seed is set before building). `precision="mixed_bfloat16"`
+    computes in bfloat16 with float32 weights (Keras' mixed policy, per layer, so no global
+    state changes) and keeps the logits layer in float32: slice scores are maxima of
+    logits, which bfloat16's 8-bit mantissa would turn into ties.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}; found {precision!r}")
+    dtype = keras.DTypePolicy(precision)
     widths = tuple(int(w) for w in widths)
     if len(widths) < 2:
         raise ValueError(f"widths: expected at least 2 levels (encoder + bottleneck), found {widths}")
@@ -142,16 +159,16 @@ def build_unet(input_size: int, widths=(16, 32, 64, 128), batch_norm: bool = Tru
     inputs = keras.Input((input_size, input_size, channels), name="image")
     x, skips = inputs, []
     for level, width in enumerate(widths[:-1], start=1):
-        x = _conv_block(x, width, batch_norm, f"encoder{level}")
+        x = _conv_block(x, width, batch_norm, f"encoder{level}", dtype)
         skips.append(x)
-        x = keras.layers.MaxPooling2D(2, name=f"encoder{level}_pool")(x)
-    x = _conv_block(x, widths[-1], batch_norm, "bottleneck")
+        x = keras.layers.MaxPooling2D(2, name=f"encoder{level}_pool", dtype=dtype)(x)
+    x = _conv_block(x, widths[-1], batch_norm, "bottleneck", dtype)
     for level in range(len(widths) - 1, 0, -1):
         x = keras.layers.Conv2DTranspose(widths[level - 1], 2, strides=2,
-                                         name=f"decoder{level}_up")(x)
-        x = keras.layers.Concatenate(name=f"decoder{level}_skip")([x, skips[level - 1]])
-        x = _conv_block(x, widths[level - 1], batch_norm, f"decoder{level}")
-    logits = keras.layers.Conv2D(1, 1, name="logits")(x)
+                                         name=f"decoder{level}_up", dtype=dtype)(x)
+        x = keras.layers.Concatenate(name=f"decoder{level}_skip", dtype=dtype)([x, skips[level - 1]])
+        x = _conv_block(x, widths[level - 1], batch_norm, f"decoder{level}", dtype)
+    logits = keras.layers.Conv2D(1, 1, name="logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name="unet")
 
 
@@ -193,7 +210,7 @@ def build_model(config: SegmentationConfig, seed: int | None = None) -> keras.Mo
     if config.model == "resunet":
         return build_resunet(config.image_size, config.weights, seed=seed)
     return build_unet(config.image_size, config.widths, config.batch_norm, seed=seed,
-                      channels=config.channels)
+                      channels=config.channels, precision=config.precision)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -362,7 +379,8 @@ def _dataset(images, masks, order, config: SegmentationConfig, augment_seed: int
                     batch_images, seed + tf.constant([0, 7], tf.int64), config.intensity_jitter)
         return prepare_images(config.model, batch_images), batch_masks
 
-    return dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return pipeline.without_autotune(dataset.map(prepare, num_parallel_calls=os.cpu_count() or 1)
+                                     .prefetch(2))
 
 
 def _compile(model: keras.Model, config: SegmentationConfig, n_train: int) -> None:
@@ -457,25 +475,52 @@ def _inference_function(model: keras.Model, model_name: str, size: int, channels
 # ----------------------------------------------------------------------------- slice scores
 
 
-def slice_scores(logits) -> pd.DataFrame:
-    """Per slice: `max_logit` (float64) and `tumor_area` (fraction of pixels with logit > 0)."""
+def slice_scores(logits, rows: pd.DataFrame) -> pd.DataFrame:
+    """Per slice (`rows`: its manifest rows, for patient and slice number): `max_logit`
+    (float64), `max_logit_3d` (the mean of the max logits of the slice and of its two
+    neighbours in the patient's volume; an end slice counts itself for the missing one) and
+    `tumor_area` (fraction of pixels with logit > 0)."""
     logits = np.asarray(logits)
-    return pd.DataFrame({"max_logit": logits.max(axis=(1, 2)).astype(np.float64),
+    if len(rows) != len(logits):
+        raise ValueError(f"rows has {len(rows)} entries; logits has {len(logits)} slices")
+    max_logit = logits.max(axis=(1, 2)).astype(np.float64) if len(logits) else np.empty(0)
+    return pd.DataFrame({"max_logit": max_logit,
+                         "max_logit_3d": neighbour_mean(max_logit, rows),
                          "tumor_area": (logits > 0).mean(axis=(1, 2))})
 
 
+def neighbour_mean(values, rows: pd.DataFrame) -> np.ndarray:
+    """Each slice's value averaged with the slices just below and above it in the same
+    patient's volume (by slice number; an end slice repeats itself).
+
+    A tumor is a 3-D object spanning several slices while a false positive blob rarely
+    repeats on the next slice, so a slice's neighbours carry evidence about it (Buda et
+    al. 2019 keep only 3-D connected components for the same reason).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    frame = pd.DataFrame({"patient": rows["patient_id"].to_numpy(),
+                          "slice": rows["slice_number"].to_numpy(), "value": values})
+    smoothed = np.empty_like(values)
+    for _, group in frame.groupby("patient", sort=False):
+        ordered = group.sort_values("slice")
+        v = ordered["value"].to_numpy()
+        padded = np.r_[v[:1], v, v[-1:]]
+        smoothed[ordered.index.to_numpy()] = (padded[:-2] + padded[1:-1] + padded[2:]) / 3
+    return smoothed
+
+
 def score_values(scores: pd.DataFrame, slice_score: str) -> np.ndarray:
-    """The column a slice is ranked and thresholded by: max logit or predicted area."""
+    """The column a slice is ranked and thresholded by (`SCORE_COLUMNS[slice_score]`)."""
     if slice_score not in SLICE_SCORES:
         raise ValueError(f"slice_score must be one of {SLICE_SCORES}; found {slice_score!r}")
-    return scores["max_logit" if slice_score == "max_probability" else "tumor_area"].to_numpy(np.float64)
+    return scores[SCORE_COLUMNS[slice_score]].to_numpy(np.float64)
 
 
 def p_tumor_from_score(values, slice_score: str) -> np.ndarray:
-    """Map a score into [0, 1] monotonically: sigmoid of the max logit in float64 (the
-    maximum pixel probability), or the predicted area fraction as it is."""
+    """Map a score into [0, 1] monotonically: sigmoid in float64 of a max logit (the
+    maximum pixel probability, or its 3-D neighbour mean), or the predicted area as it is."""
     values = np.asarray(values, dtype=np.float64)
-    return expit(values) if slice_score == "max_probability" else values
+    return values if slice_score == "tumor_area" else expit(values)
 
 
 @dataclass(frozen=True)
@@ -685,11 +730,11 @@ def _train_fold(manifest, images, masks, config, scheme, fold, run_dir, original
     fit, val, test = (r.index.to_numpy() for r in (fit_rows, validation_rows, test_rows))
     trained = train_segmenter(images[fit], masks[fit], config, images[val], masks[val],
                               seed=unit_seed, progress=progress, description=unit)
-    validation_scores = slice_scores(trained.predict_logits(images[val]))
+    validation_scores = slice_scores(trained.predict_logits(images[val]), validation_rows)
     threshold = choose_threshold(validation_rows["label"].to_numpy(),
                                  score_values(validation_scores, config.slice_score))
     test_logits = trained.predict_logits(images[test])
-    test_scores = slice_scores(test_logits)
+    test_scores = slice_scores(test_logits, test_rows)
     values = score_values(test_scores, config.slice_score)
     predictions = test_rows.copy()
     predictions["model"], predictions["scheme"] = config.model, scheme
@@ -713,6 +758,13 @@ def _write_unit(unit_dir: Path, trained, test_rows, test_logits, test_scores, th
     tmp = unit_dir / f".tmp-{os.getpid()}-model.weights.h5"
     trained.model.save_weights(tmp)
     os.replace(tmp, unit_dir / "model.weights.h5")
+
+
+def read_slice_scores(run_dir, model_name: str = "unet") -> pd.DataFrame:
+    """All folds' test slice scores of a run (`slice_scores.csv`), with their fold."""
+    paths = sorted(Path(run_dir).glob(f"units/{model_name}-*/slice_scores.csv"))
+    return pd.concat([pd.read_csv(p).assign(fold=int(p.parent.name.rsplit("fold", 1)[1]))
+                      for p in paths], ignore_index=True) if paths else pd.DataFrame()
 
 
 def read_histories(run_dir, model_name: str = "unet") -> pd.DataFrame:

@@ -163,13 +163,14 @@ def train_models(run_dir: str | os.PathLike, *, models: str = "resnet50,vgg16",
 
 
 def segmentation_config(*, unet_image_size: int = 128, unet_widths: str = "16,32,64,128",
-                        unet_epochs: int = 30, seed: int = 0, **_ignored):
+                        unet_epochs: int = 30, unet_precision: str = "float32", seed: int = 0,
+                        **_ignored):
     """A profile's U-Net parameters as a `brainlib.segmentation.SegmentationConfig`."""
     from .segmentation import SegmentationConfig
 
     widths = tuple(int(w) for w in str(unet_widths).split(",") if w.strip())
     return SegmentationConfig(image_size=unet_image_size, widths=widths, epochs=unet_epochs,
-                              seed=seed)
+                              precision=unet_precision, seed=seed)
 
 
 def segmentation_dir(run_dir: str | os.PathLike, **params) -> Path:

@@ -47,6 +47,22 @@ def test_resunet_uses_resnet50_as_encoder():
         segmentation.build_resunet(48)
 
 
+def test_mixed_precision_unet_keeps_float32_weights_and_logits():
+    model = segmentation.build_unet(SIZE, (4, 8), precision="mixed_bfloat16")
+    conv = model.get_layer("encoder1_conv1")
+    assert conv.compute_dtype == "bfloat16" and conv.kernel.dtype == "float32"
+    assert model.get_layer("logits").compute_dtype == "float32"
+    logits = model(np.zeros((2, SIZE, SIZE, 3), np.float32))
+    assert logits.dtype == "float32"
+    # same seed, same initial weights as the float32 model: only the arithmetic changes
+    plain = segmentation.build_unet(SIZE, (4, 8))
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), plain.get_weights()))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        segmentation.build_unet(SIZE, (4, 8), precision="float16")
+    with pytest.raises(ValueError, match="unet' only"):
+        segmentation.SegmentationConfig(model="resunet", precision="mixed_bfloat16")
+
+
 def test_same_seed_same_initial_weights():
     first = segmentation.build_unet(SIZE, (4, 8), seed=5).get_weights()
     second = segmentation.build_unet(SIZE, (4, 8), seed=5).get_weights()
@@ -190,6 +206,18 @@ def test_a_unet_with_neighbour_slices_trains_and_predicts_on_five_channels(manif
         segmentation.SegmentationConfig(model="resunet", neighbour_slices=True)
 
 
+def test_a_mixed_precision_unet_trains_reproducibly_on_cpu(manifest):
+    config = TINY.replace(precision="mixed_bfloat16", epochs=2)
+    images = pipeline.load_images(manifest, SIZE)[:24]
+    masks = pipeline.load_masks(manifest, SIZE)[:24]
+    first = segmentation.train_segmenter(images, masks, config)
+    second = segmentation.train_segmenter(images, masks, config)
+    logits = first.predict_logits(images)
+    assert logits.dtype == np.float32 and np.isfinite(logits).all()
+    assert first.history["loss"].notna().all()
+    np.testing.assert_array_equal(logits, second.predict_logits(images))
+
+
 # ----------------------------------------------------------------------------- loss, scores
 
 
@@ -206,11 +234,30 @@ def test_dice_bce_loss_is_small_for_a_confident_right_answer():
 def test_p_tumor_keeps_the_ranking_of_large_logits():
     logits = np.zeros((3, 4, 4), np.float32)
     logits[:, 0, 0] = [18.0, 25.0, 33.0]  # float32 sigmoid would tie all three at 1.0
-    scores = segmentation.slice_scores(logits)
+    rows = pd.DataFrame({"patient_id": ["A", "B", "C"], "slice_number": [1, 1, 1]})
+    scores = segmentation.slice_scores(logits, rows)
     p_tumor = segmentation.p_tumor_from_score(segmentation.score_values(scores, "max_probability"),
                                               "max_probability")
     assert p_tumor.dtype == np.float64 and np.all(np.diff(p_tumor) > 0) and p_tumor.max() < 1
     assert scores["tumor_area"].tolist() == pytest.approx([1 / 16] * 3)
+
+
+def test_3d_slice_score_averages_each_slice_with_its_volume_neighbours():
+    # rows out of order and two patients interleaved: neighbours follow slice numbers
+    rows = pd.DataFrame({"patient_id": ["A", "B", "A", "A", "B"],
+                         "slice_number": [2, 1, 1, 3, 2]})
+    logits = np.full((5, 4, 4), -10.0, np.float32)
+    logits[:, 1, 1] = [6.0, -3.0, 0.0, 3.0, 9.0]
+    scores = segmentation.slice_scores(logits, rows)
+    # A: slices 1, 2, 3 have max 0, 6, 3; B: slices 1, 2 have -3, 9
+    expected = [(0 + 6 + 3) / 3, (-3 - 3 + 9) / 3, (0 + 0 + 6) / 3, (6 + 3 + 3) / 3, (-3 + 9 + 9) / 3]
+    np.testing.assert_allclose(scores["max_logit_3d"], expected)
+    np.testing.assert_allclose(scores["max_logit"], [6, -3, 0, 3, 9])
+    p_tumor = segmentation.p_tumor_from_score(
+        segmentation.score_values(scores, "max_probability_3d"), "max_probability_3d")
+    np.testing.assert_allclose(p_tumor, 1 / (1 + np.exp(-np.array(expected))))
+    with pytest.raises(ValueError, match="rows has 4 entries"):
+        segmentation.slice_scores(logits, rows.iloc[:4])
 
 
 def test_threshold_is_chosen_on_validation_scores():
@@ -255,7 +302,12 @@ def test_each_fold_saves_history_masks_and_threshold(manifest, finished_run):
     assert int(saved["original_size"]) == 64
     assert (unit / "threshold.json").exists() and (unit / "model.weights.h5").exists()
     scores = pd.read_csv(unit / "slice_scores.csv")
-    assert np.allclose(1 / (1 + np.exp(-scores["max_logit"])), test_rows["p_tumor"])
+    # the default slice score: the max logit averaged with the volume's neighbouring slices
+    assert np.allclose(1 / (1 + np.exp(-scores["max_logit_3d"])), test_rows["p_tumor"])
+    np.testing.assert_allclose(scores["max_logit"], saved["logits"].astype(np.float32).max(axis=(1, 2)),
+                               rtol=1e-3, atol=1e-2)
+    both = segmentation.read_slice_scores(run_dir)
+    assert sorted(both["fold"].unique()) == [0, 1] and len(both) == len(table)
 
 
 def test_evaluate_run_scores_every_slice_at_the_original_size(manifest, finished_run):
