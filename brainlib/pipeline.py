@@ -22,8 +22,12 @@ CHUNK = 64  # slices decoded per step: bounds memory while streaming to the cach
 MODEL_NAMES = ("resnet50", "vgg16")
 
 
-def without_autotune(dataset):
-    """`dataset` with tf.data's autotuning off (use fixed parallelism and prefetch with it).
+PARALLEL_CALLS = os.cpu_count() or 1  # fixed map parallelism: tf.data autotuning is off
+
+
+def prefetch_without_autotune(dataset):
+    """`dataset` prefetching 2 batches, with tf.data's autotuning off (maps in it use
+    `PARALLEL_CALLS`, not AUTOTUNE).
 
     The autotuner's thread sleeps 10, 20, 40 ... ms between passes and the end of a Keras
     `fit` waits for its current sleep: measured here, an epoch that took 5.2 s of work
@@ -33,7 +37,7 @@ def without_autotune(dataset):
 
     options = tf.data.Options()
     options.autotune.enabled = False
-    return dataset.with_options(options)
+    return dataset.prefetch(2).with_options(options)
 
 
 def load_images(manifest: pd.DataFrame, image_size: int, *, use_cache: bool = True
@@ -226,11 +230,11 @@ def make_dataset(manifest: pd.DataFrame, model_name: str, image_size: int, *,
     dataset = tf.data.Dataset.from_tensor_slices(np.arange(len(manifest)))
     if training:
         dataset = dataset.shuffle(len(manifest), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).map(load_batch, num_parallel_calls=os.cpu_count() or 1)
+    dataset = dataset.batch(batch_size).map(load_batch, num_parallel_calls=PARALLEL_CALLS)
     if augment:
         layer = augmentation_layers(seed)
         # One stream of seeded randomness (map without parallel calls), then preprocessing.
         dataset = dataset.map(lambda x, y: (layer(tf.cast(x, tf.float32), training=True), y))
         dataset = dataset.map(lambda x, y: (preprocess_input(model_name, x), y),
-                              num_parallel_calls=os.cpu_count() or 1)
-    return without_autotune(dataset.prefetch(2))
+                              num_parallel_calls=PARALLEL_CALLS)
+    return prefetch_without_autotune(dataset)

@@ -253,13 +253,21 @@ def add_neighbour_flair(images, manifest: pd.DataFrame) -> np.ndarray:
     if len(images) != len(manifest):
         raise ValueError(f"images has {len(images)} rows; the manifest has {len(manifest)}")
     flair = images[..., FLAIR_CHANNEL]
-    below, above = np.empty_like(flair), np.empty_like(flair)
-    ordered = manifest.reset_index(drop=True).sort_values(["patient_id", "slice_number"])
-    for _, rows in ordered.groupby("patient_id", sort=False):
-        order = rows.index.to_numpy()
-        below[order] = flair[np.r_[order[:1], order[:-1]]]
-        above[order] = flair[np.r_[order[1:], order[-1:]]]
-    return np.concatenate([images, below[..., None], above[..., None]], axis=-1)
+    below, above = volume_neighbours(manifest)
+    return np.concatenate([images, flair[below][..., None], flair[above][..., None]], axis=-1)
+
+
+def volume_neighbours(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """For each row (position), the positions of the slices just below and above it in the
+    same patient's volume, by slice number; an end slice is its own missing neighbour."""
+    below, above = np.empty(len(rows), np.int64), np.empty(len(rows), np.int64)
+    ordered = pd.DataFrame({"patient": rows["patient_id"].to_numpy(),
+                            "slice": rows["slice_number"].to_numpy()}).sort_values(["patient", "slice"])
+    for _, volume in ordered.groupby("patient", sort=False):
+        order = volume.index.to_numpy()
+        below[order] = np.r_[order[:1], order[:-1]]
+        above[order] = np.r_[order[1:], order[-1:]]
+    return below, above
 
 
 def jitter_intensities(images, seed, strength: float):
@@ -379,8 +387,8 @@ def _dataset(images, masks, order, config: SegmentationConfig, augment_seed: int
                     batch_images, seed + tf.constant([0, 7], tf.int64), config.intensity_jitter)
         return prepare_images(config.model, batch_images), batch_masks
 
-    return pipeline.without_autotune(dataset.map(prepare, num_parallel_calls=os.cpu_count() or 1)
-                                     .prefetch(2))
+    return pipeline.prefetch_without_autotune(
+        dataset.map(prepare, num_parallel_calls=pipeline.PARALLEL_CALLS))
 
 
 def _compile(model: keras.Model, config: SegmentationConfig, n_train: int) -> None:
@@ -498,15 +506,8 @@ def neighbour_mean(values, rows: pd.DataFrame) -> np.ndarray:
     al. 2019 keep only 3-D connected components for the same reason).
     """
     values = np.asarray(values, dtype=np.float64)
-    frame = pd.DataFrame({"patient": rows["patient_id"].to_numpy(),
-                          "slice": rows["slice_number"].to_numpy(), "value": values})
-    smoothed = np.empty_like(values)
-    for _, group in frame.groupby("patient", sort=False):
-        ordered = group.sort_values("slice")
-        v = ordered["value"].to_numpy()
-        padded = np.r_[v[:1], v, v[-1:]]
-        smoothed[ordered.index.to_numpy()] = (padded[:-2] + padded[1:-1] + padded[2:]) / 3
-    return smoothed
+    below, above = volume_neighbours(rows)
+    return (values[below] + values + values[above]) / 3
 
 
 def score_values(scores: pd.DataFrame, slice_score: str) -> np.ndarray:

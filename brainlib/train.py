@@ -236,7 +236,7 @@ def _array_dataset(inputs, targets, order, batch_size, transform=None) -> tf.dat
     dataset = tf.data.Dataset.from_tensor_slices((inputs[order], targets[order])).batch(batch_size)
     if transform is not None:
         dataset = dataset.map(transform)  # sequential: one stream of seeded randomness
-    return pipeline.without_autotune(dataset.prefetch(2))
+    return pipeline.prefetch_without_autotune(dataset)
 
 
 def _fit_epochs(
