@@ -16,11 +16,17 @@ Run: python benchmarks/bench_bootstrap.py
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from brainlib import stats as st
+
+# The synthetic predictions table is a test fixture: it lives in the repository's tests folder.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from simulated import simulate_predictions  # noqa: E402
 
 N_RESAMPLES = 10_000
 LOOP_RESAMPLES = 1_000
@@ -52,7 +58,7 @@ def loop_bootstrap(y_true, pred_a, pred_b, n_resamples, seed=0):
 
 
 def main() -> None:
-    paired = st.pair_predictions(st.simulate_predictions(n_slices=3929, seed=0))
+    paired = st.pair_predictions(simulate_predictions(n_slices=3929, seed=0))
     y_true = paired["y_true"].to_numpy()
     pred_a, pred_b = paired["y_pred_a"].to_numpy(), paired["y_pred_b"].to_numpy()
     print(f"{len(paired)} paired slices, {N_RESAMPLES} resamples, 5 metrics x 2 models + differences")

@@ -16,7 +16,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from .metrics import ConfusionCounts, metrics_from_counts
 from .stats import (
-    MCNEMAR_METHODS, _mcnemar_pvalue, _Result, metric_posteriors, paired_difference_ci,
+    MCNEMAR_METHODS, Result, mcnemar_pvalue, metric_posteriors, paired_difference_ci,
 )
 
 # ---------------------------------------------------------------------------- the paper, as printed
@@ -152,7 +152,7 @@ def paper_intervals(counts: dict[str, ConfusionCounts], confidence: float = 0.95
 # ---------------------------------------------------------------------------- what the marginals allow
 
 @dataclass
-class McNemarRange(_Result):
+class McNemarRange(Result):
     """Every paired table consistent with two published confusion matrices.
 
     Only the number of slices both models got wrong (``both_wrong``) is unknown; for each
@@ -216,7 +216,7 @@ def mcnemar_range(counts_a: ConfusionCounts, counts_b: ConfusionCounts, model_a:
         table = np.array([[n - wrong_a - wrong_b + both_wrong, b], [c, both_wrong]])
         row = {"both_wrong": both_wrong, "b": b, "c": c}
         for method in MCNEMAR_METHODS:
-            row[method] = _mcnemar_pvalue(b, c, method)[1]
+            row[method] = mcnemar_pvalue(b, c, method)[1]
         difference, ci_low, ci_high = paired_difference_ci(table, confidence)
         row.update(difference=difference, ci_low=ci_low, ci_high=ci_high,
                    p_a_better=float(sps.beta.sf(0.5, b + 1, c + 1)))
@@ -228,7 +228,7 @@ def mcnemar_range(counts_a: ConfusionCounts, counts_b: ConfusionCounts, model_a:
 # ---------------------------------------------------------------------------- the whole audit
 
 @dataclass
-class PaperAudit(_Result):
+class PaperAudit(Result):
     """Everything the audit computes, with findings written from the computed values."""
 
     totals: pd.DataFrame

@@ -26,7 +26,7 @@ from scipy import stats as sps
 
 from .equations import dice_coefficient as _dice_reference
 from .equations import intersection_over_union as _iou_reference
-from .stats import _Result
+from .stats import Result
 
 SLICE_KEYS = ("patient_id", "slice_number")
 HD_PERCENTILE = 95
@@ -193,7 +193,7 @@ def patient_table(predicted, true, rows: pd.DataFrame, slices: pd.DataFrame | No
 
 
 @dataclass
-class SegmentationEvaluation(_Result):
+class SegmentationEvaluation(Result):
     """Per-slice and per-patient segmentation metrics, with or without keeping the largest
     connected component of each patient's predicted volume."""
 
@@ -237,7 +237,7 @@ def evaluate(predicted, true, rows: pd.DataFrame, keep_largest_component: bool =
 # ----------------------------------------------------------------------------- uncertainty
 
 @dataclass
-class MeanDiceInterval(_Result):
+class MeanDiceInterval(Result):
     """Mean per-patient Dice with a bootstrap CI that resamples whole patients."""
 
     mean: float

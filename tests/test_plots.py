@@ -7,11 +7,12 @@ import pytest
 from brainlib import metrics as me
 from brainlib import plots
 from brainlib import stats as st
+from simulated import simulate_predictions
 
 
 @pytest.fixture(scope="module")
 def paired():
-    return st.pair_predictions(st.simulate_predictions(n_patients=30, n_slices=500, seed=2))
+    return st.pair_predictions(simulate_predictions(n_patients=30, n_slices=500, seed=2))
 
 
 def test_confusion_matrix_figure_shows_the_counts():

@@ -10,6 +10,8 @@ from statsmodels.stats.proportion import proportion_confint
 
 from brainlib import metrics as me
 from brainlib import stats as st
+from brainlib.stats import bootstrap, roc
+from simulated import simulate_predictions
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -44,7 +46,7 @@ def paired_with_cells(n11, n10, n01, n00, positives_first=True, seed=0):
 
 @pytest.fixture(scope="module")
 def simulated():
-    return st.simulate_predictions(n_patients=60, n_slices=1200, seed=7)
+    return simulate_predictions(n_patients=60, n_slices=1200, seed=7)
 
 
 @pytest.fixture(scope="module")
@@ -199,14 +201,15 @@ def test_slice_bootstrap_equals_scipy_bootstrap_on_raw_arrays(simulated_paired):
 def test_count_engine_bca_reproduces_scipy_bca_on_the_same_resamples(simulated_paired):
     # feed scipy's own bootstrap distribution to the counts engine's BCa with its exact
     # jackknife (one value per paired cell): the limits must agree to rounding error
-    codes = st._codes(simulated_paired)
-    statistic = lambda sample, axis=-1: st._metric_stack(st._count_codes(sample))
-    estimate, distribution, low, high = st._scipy_engine(
+    codes = bootstrap._codes(simulated_paired)
+    statistic = lambda sample, axis=-1: bootstrap._metric_stack(bootstrap._count_codes(sample))
+    estimate, distribution, low, high = bootstrap.scipy_engine(
         codes, statistic, 2000, 0.95, "BCa", np.random.default_rng(9), 1000)
     cells = np.bincount(codes, minlength=8)
     present = np.flatnonzero(cells)
-    jackknife = st._metric_stack(cells[None, :] - np.eye(8, dtype=cells.dtype)[present])
-    ours_low, ours_high = st._bca_limits(estimate, distribution, jackknife, cells[present], 0.95)
+    jackknife = bootstrap._metric_stack(cells[None, :] - np.eye(8, dtype=cells.dtype)[present])
+    ours_low, ours_high = bootstrap._bca_limits(estimate, distribution, jackknife, cells[present],
+                                                0.95)
     np.testing.assert_allclose(ours_low, low, atol=1e-12)
     np.testing.assert_allclose(ours_high, high, atol=1e-12)
 
@@ -433,7 +436,7 @@ def test_cluster_pair_sums_give_the_exact_auc_of_a_resample():
     cluster = np.repeat(np.arange(12), 5)
     y_true = rng.integers(0, 2, 60)
     score = np.round(rng.normal(y_true, 1), 1)
-    pair_sums = st._cluster_pair_sums(y_true, score, cluster, 12)
+    pair_sums = roc._cluster_pair_sums(y_true, score, cluster, 12)
     drawn = rng.integers(0, 12, 12)  # a patient resample, with repeats
     weights = np.bincount(drawn, minlength=12).astype(float)
     rows = np.concatenate([np.flatnonzero(cluster == c) for c in drawn])

@@ -1,0 +1,67 @@
+"""Paired comparison of two models on the same slices, aware that slices come from patients.
+
+The paper compares ResNet50 with VGG16 by two confusion matrices and no test. This package
+gives the tests it promised, one module per family of methods:
+
+- ``pairing``: one row per slice scored by both models (``pair_predictions``), the input of
+  every paired method, and its 2x2 table of correct/wrong;
+- ``mcnemar``: McNemar (exact, mid-p, chi-square with and without continuity correction)
+  with a CI of the accuracy difference, and per-class tests;
+- ``holm``: Holm's correction of a family of p-values;
+- ``bootstrap``: bootstrap CIs of eqs. (30)-(35) for both models and their difference,
+  resampling slices or whole patients;
+- ``roc``: patient-clustered bootstrap CIs of the AUCs and a bootstrap band of the ROC curve;
+- ``bayes``: Beta-Binomial and Dirichlet posteriors (Bayes' rule, eq. 13) with a region of
+  practical equivalence (ROPE) and a patient-level variant;
+- ``delong``: DeLong's test of two correlated AUCs with a patient-clustered variant;
+- ``folds``: Nadeau-Bengio and Bayesian correlated t-tests across folds;
+- ``results``: ``Result``, the base class of every result object (``summary()``,
+  ``to_frame()``, notebook display).
+
+Model "a" is the first model passed to ``pair_predictions`` (ResNet50 by default) and every
+difference is a - b. Slices of one patient are not independent: where a method has a
+patient-level form, prefer it.
+
+Every public name of the modules is available here, as ``bl.stats.mcnemar_test`` and so on.
+"""
+
+from __future__ import annotations
+
+from .bayes import (
+    BetaPosterior, MetricPosteriors, PairedPosterior, beta_posterior, metric_posteriors,
+    paired_posterior, patient_paired_posterior, posterior_table,
+)
+from .bootstrap import BootstrapResult, bootstrap_metrics
+from .delong import AucInterval, DeLongResult, auc_interval, delong_covariance, delong_test
+from .folds import (
+    CorrectedTTestResult, CorrelatedTTestResult, FoldComparison, bayesian_correlated_ttest,
+    compare_folds, corrected_resampled_ttest,
+)
+from .holm import HolmResult, holm_correction
+from .mcnemar import (
+    MCNEMAR_METHODS, McNemarResult, mcnemar_methods, mcnemar_pvalue, mcnemar_test,
+    paired_difference_ci, paired_metric_tests,
+)
+from .pairing import PAIR_KEYS, pair_predictions, paired_table
+from .results import Result
+from .roc import RocBand, cluster_bootstrap_auc, roc_confidence_band
+
+__all__ = [
+    "Result",
+    # pairing
+    "PAIR_KEYS", "pair_predictions", "paired_table",
+    # McNemar and Holm
+    "MCNEMAR_METHODS", "McNemarResult", "mcnemar_test", "mcnemar_methods", "mcnemar_pvalue",
+    "paired_difference_ci", "paired_metric_tests", "HolmResult", "holm_correction",
+    # bootstrap
+    "BootstrapResult", "bootstrap_metrics", "cluster_bootstrap_auc", "RocBand",
+    "roc_confidence_band",
+    # Bayesian
+    "BetaPosterior", "beta_posterior", "MetricPosteriors", "metric_posteriors",
+    "posterior_table", "PairedPosterior", "paired_posterior", "patient_paired_posterior",
+    # DeLong
+    "delong_covariance", "DeLongResult", "delong_test", "AucInterval", "auc_interval",
+    # across folds
+    "CorrectedTTestResult", "corrected_resampled_ttest", "CorrelatedTTestResult",
+    "bayesian_correlated_ttest", "FoldComparison", "compare_folds",
+]
