@@ -34,7 +34,7 @@ test: install
 
 # Re-execute the reference notebooks (notebooks/*.ipynb) after changing a notebook source.
 notebooks: install
-	$(PY) -c "import brainlib.study as s; s.execute_reference_notebooks()"
+	$(PY) -c "import brainlib.notebook as n; n.execute_reference_notebooks()"
 
 test-fast: install
 	$(PY) -m pytest tests -m "not slow"
@@ -46,7 +46,7 @@ lab: install
 	$(VENV)/bin/jupyter lab notebooks
 
 book: install
-	$(PY) -c "import brainlib.study as s; s.stage_book('runs/$(PROFILE)', '_build/src')"
+	$(PY) -c "import brainlib.book as b; b.stage_book('runs/$(PROFILE)', '_build/src')"
 	$(VENV)/bin/jupyter-book build _build/src --path-output _build -W -n --keep-going
 	@echo "book: _build/_build/html/index.html"
 

@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from brainlib import train  # noqa: E402
+from brainlib import classifier  # noqa: E402
 
 
 def synthetic_images(n_images: int, size: int, seed: int):
@@ -41,14 +41,14 @@ def main(argv: list[str]) -> int:
 
     images, labels = synthetic_images(args.n_train, args.image_size, seed=0)
     val_images, val_labels = synthetic_images(args.n_validation, args.image_size, seed=1)
-    config = train.TrainConfig(image_size=args.image_size, epochs=args.epochs,
+    config = classifier.TrainConfig(image_size=args.image_size, epochs=args.epochs,
                                batch_size=args.batch_size, seed=0)
     print(f"{args.model}, {args.image_size}x{args.image_size}, frozen base (weights=None), "
           f"{args.n_train} training + {args.n_validation} validation images, batch "
           f"{args.batch_size}, {args.epochs} epochs, validation scored every epoch")
 
     started = time.perf_counter()
-    cached = train.train_classifier(args.model, images, labels, config, val_images, val_labels)
+    cached = classifier.train_classifier(args.model, images, labels, config, val_images, val_labels)
     cache_seconds = time.perf_counter() - started
     print(f"feature cache: {cache_seconds:7.1f} s for {args.epochs} epochs, measured "
           f"(base build + feature extraction + head training; {cached.seconds:.1f} s of it "
@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
 
     short = config.replace(epochs=args.end_to_end_epochs, feature_cache=False)
     started = time.perf_counter()
-    end_to_end = train.train_classifier(args.model, images, labels, short, val_images, val_labels)
+    end_to_end = classifier.train_classifier(args.model, images, labels, short, val_images, val_labels)
     measured = time.perf_counter() - started
     per_epoch = end_to_end.history["seconds"].to_numpy()
     setup = measured - per_epoch.sum()
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
           f"{len(per_epoch)} measured epochs ({measured:.1f} s: build {setup:.1f} s, first epoch "
           f"{per_epoch[0]:.1f} s, then {later:.1f} s/epoch)")
 
-    same = train.train_classifier(args.model, images, labels,
+    same = classifier.train_classifier(args.model, images, labels,
                                   config.replace(epochs=args.end_to_end_epochs), val_images, val_labels)
     difference = np.abs(same.predict_p_tumor(val_images) - end_to_end.predict_p_tumor(val_images)).max()
     print(f"check: after {args.end_to_end_epochs} epochs the two paths' validation p_tumor "

@@ -27,7 +27,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from brainlib import data, phantom, pipeline, segmentation, splits, study  # noqa: E402
+from brainlib import data, params, phantom, pipeline, runner, segmenter, splits, transform, unet  # noqa: E402
 
 BUDGET_SECONDS = 30 * 60
 REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lgg-sample"
@@ -53,27 +53,28 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--measure-epochs", type=int, default=3, help="epochs actually trained")
-    sample = study.load_profile("sample")
+    sample = params.resolve("sample")
     parser.add_argument("--epochs", type=int, default=int(sample["unet_epochs"]),
                         help="epochs per fold of the projected run (default: the sample profile's)")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--model", choices=segmentation.MODEL_NAMES, default="unet",
+    parser.add_argument("--model", choices=unet.MODEL_NAMES, default="unet",
                         help="resunet: the ResNet50-encoder U-Net, random weights")
-    parser.add_argument("--precision", choices=segmentation.PRECISIONS,
+    parser.add_argument("--precision", choices=unet.PRECISIONS,
                         default=sample["unet_precision"],
                         help="U-Net compute precision (default: the sample profile's)")
     args = parser.parse_args(argv)
 
     manifest, source = sample_manifest(args.folds)
-    config = segmentation.SegmentationConfig(model=args.model, image_size=args.image_size,
-                                             epochs=args.measure_epochs, batch_size=args.batch_size,
+    config = segmenter.SegmentationConfig(model=args.model, image_size=args.image_size,
+                                          epochs=args.measure_epochs, batch_size=args.batch_size,
                                              precision=args.precision)
-    fit_rows, validation_rows, _ = segmentation._split_fold(manifest, "patient", 0, config, 0)
-    images = segmentation.normalize_volumes(pipeline.load_images(manifest, args.image_size),
-                                            manifest["patient_id"].to_numpy())
+    unit = runner.unit_rows(manifest.reset_index(drop=True), "patient", "none", 0, "validated",
+                            seed=0, validation_fraction=sample.validation_fraction, name="fold0")
+    images = transform.normalize_volumes(pipeline.load_images(manifest, args.image_size),
+                                         manifest["patient_id"].to_numpy())
     masks = pipeline.load_masks(manifest, args.image_size)
-    fit, val = fit_rows.index.to_numpy(), validation_rows.index.to_numpy()
+    fit, val = unit.fit, unit.validation
     print(f"data: {source}")
     name = f"U-Net {config.widths}" if args.model == "unet" else "ResUNet (ResNet50 encoder)"
     print(f"{name}, {args.image_size}x{args.image_size}, batch {args.batch_size}, "
@@ -83,8 +84,8 @@ def main(argv: list[str]) -> int:
     def measure(config) -> tuple[float, float]:
         """Train `config.epochs` epochs; (first epoch's seconds, mean of the later ones)."""
         started = time.perf_counter()
-        trained = segmentation.train_segmenter(images[fit], masks[fit], config, images[val],
-                                               masks[val])
+        trained = segmenter.train_segmenter(images[fit], masks[fit], config, images[val],
+                                            masks[val])
         seconds = trained.history["seconds"].to_numpy()
         later = seconds[1:].mean() if len(seconds) > 1 else seconds[0]
         print(f"{config.precision}: seconds per epoch: first {seconds[0]:.1f} (with tracing), "

@@ -8,9 +8,11 @@ and the data layer start without importing TensorFlow.
 from importlib import import_module
 
 __version__ = "0.1.0"
-__all__ = ["data", "phantom", "splits", "pipeline", "models", "train", "metrics", "stats",
-           "audit", "plots", "study", "equations", "eda", "segmentation", "segmetrics",
-           "bookcheck"]
+__all__ = ["params", "data", "phantom", "splits", "pipeline", "transform", "models", "unet",
+           "loss", "train", "classifier", "segmenter", "scores", "runner", "masks", "metrics",
+           "stats", "report", "evaluation_report", "leakage_report", "comparison_report",
+           "segmentation_report", "audit", "plots", "segmetrics", "eda", "equations", "study",
+           "notebook", "book", "bookcheck"]
 
 
 def __getattr__(name):

@@ -73,6 +73,7 @@ COMMANDS = {
     "download": download_main,
     "summary": _lazy("models", "summary_main"),
     "study": _lazy("study", "study_main"),
+    "params": _lazy("params", "params_main"),
 }
 
 
@@ -84,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
               "  phantom PATH            write the synthetic phantom dataset\n"
               "  download                fetch the Kaggle dataset (needs internet)\n"
               "  summary MODEL           layer table and parameter counts\n"
-              "  study [--profile NAME]  run the notebooks with papermill", file=sys.stderr)
+              "  study [--profile NAME]  run the notebooks with papermill\n"
+              "  params [--profile NAME] list the study parameters (or a profile's values)",
+              file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return COMMANDS[argv[0]](argv[1:])
 

@@ -286,21 +286,29 @@ def _save_scan_cache(root: Path, entries: dict) -> None:
     write_text_atomic(path, json.dumps(entries))
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write a file so a reader sees the old or the new content, never a half-written one."""
+def write_atomic(path: str | os.PathLike, write) -> Path:
+    """Call `write(tmp)` on a temporary file beside `path` (same suffix, so writers that
+    go by it behave), then rename it onto `path`: a reader sees the old or the new
+    content, never a half-written one."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically."""
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a table atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def download_kaggle(dataset: str = KAGGLE_DATASET) -> Path:

@@ -2,9 +2,10 @@
 
 Slices are decoded from TIFF once, resized, and kept as a uint8 array in an on-disk cache
 (a `.npy` memory map written in chunks, so a full dataset never sits in memory as
-float32). `make_dataset` then serves batches from it with `tf.data`: shuffle, augmentation
-(rotation and scaling, as in the paper, training batches only), the model's own
-`preprocess_input` on 0-255 RGB, prefetch.
+float32). `batches`, the one tf.data builder of every model family, serves them in a
+seeded order with the family's own preparation (`preprocess_input` on 0-255 RGB for the
+classifiers) and, for training, one stateless augmentation (`transform.Augmentation`) of
+images and, where there are any, their masks; `make_dataset` is `batches` over a manifest.
 """
 from __future__ import annotations
 
@@ -153,88 +154,52 @@ def preprocess_input(model_name: str, images) -> "np.ndarray":
     return function[model_name](tf.cast(images, tf.float32))
 
 
-def augmentation_layers(seed: int = 0, rotation: float = 0.1, zoom: float = 0.1):
-    """Random rotation (up to `rotation` of a full turn) and scaling, as the paper's Keras
-    augmentation, done as one affine resampling per image (half the cost of Keras'
-    RandomRotation followed by RandomZoom)."""
-    return _random_rotation_zoom_class()(rotation=rotation, zoom=zoom, seed=seed,
-                                         name="augmentation")
+def batches(images, targets, order, batch_size: int, prepare, augmentation=None,
+            seed: int | None = None, masks_as_targets: bool = False):
+    """The one tf.data builder: batches of `prepare(images, targets)` in `order` (NumPy
+    arrays, so every model family sees its rows in a seeded order it controls).
 
+    With an `augmentation` (a `transform.Augmentation`) and a `seed`, each batch gets its
+    own stateless random transforms, seeded by (seed, batch number), applied to the masks
+    too when `masks_as_targets` (targets are then 0/255 masks, given to `prepare` as 0/1
+    float32 (B, H, W, 1)).
+    """
+    import tensorflow as tf
 
-def _random_rotation_zoom_class():
-    import math
+    dataset = tf.data.Dataset.from_tensor_slices((images[order], targets[order]))
+    dataset = dataset.batch(batch_size).enumerate()
 
-    import keras
-    from keras import ops
+    def map_batch(batch_number, pair):
+        batch_images, batch_targets = tf.cast(pair[0], tf.float32), pair[1]
+        if masks_as_targets:
+            batch_targets = tf.cast(tf.cast(batch_targets, tf.float32)[..., None] > 0, tf.float32)
+        if augmentation is not None and seed is not None:
+            batch_seed = tf.stack([tf.constant(seed, tf.int64), batch_number])
+            batch_images, moved = augmentation(batch_images, batch_targets if masks_as_targets
+                                               else None, batch_seed)
+            batch_targets = moved if masks_as_targets else batch_targets
+        return prepare(batch_images, batch_targets)
 
-    class RandomRotationZoom(keras.layers.Layer):
-        """Rotate by up to +-rotation turns and scale by 1 +- zoom about the image centre."""
-
-        def __init__(self, rotation=0.1, zoom=0.1, seed=None, **kwargs):
-            super().__init__(**kwargs)
-            self.rotation, self.zoom = rotation, zoom
-            self.seed_generator = keras.random.SeedGenerator(seed)
-
-        def call(self, images, training=True):
-            if not training:
-                return images
-            batch = ops.shape(images)[0]
-            height = ops.cast(ops.shape(images)[1], "float32")
-            width = ops.cast(ops.shape(images)[2], "float32")
-            turn = 2 * math.pi * self.rotation
-            angle = keras.random.uniform((batch,), -turn, turn, seed=self.seed_generator)
-            scale = keras.random.uniform((batch,), 1 - self.zoom, 1 + self.zoom,
-                                         seed=self.seed_generator)
-            # The transform maps each output pixel to where it is read in the input.
-            cos, sin = ops.cos(angle) / scale, ops.sin(angle) / scale
-            centre_x, centre_y = (width - 1) / 2, (height - 1) / 2
-            zero = ops.zeros_like(cos)
-            transform = ops.stack([cos, -sin, centre_x - cos * centre_x + sin * centre_y,
-                                   sin, cos, centre_y - sin * centre_x - cos * centre_y,
-                                   zero, zero], axis=1)
-            return ops.image.affine_transform(images, transform, interpolation="bilinear",
-                                              fill_mode="constant", fill_value=0)
-
-    return RandomRotationZoom
+    return prefetch_without_autotune(dataset.map(map_batch, num_parallel_calls=PARALLEL_CALLS))
 
 
 def make_dataset(manifest: pd.DataFrame, model_name: str, image_size: int, *,
                  batch_size: int = 32, training: bool = False, augment: bool = False,
                  seed: int = 0, labels: np.ndarray | None = None):
-    """A `tf.data.Dataset` of (float32 preprocessed images, float32 one-hot labels).
-
-    Training batches are shuffled (seeded) and, with `augment`, rotated and scaled;
-    evaluation batches keep the manifest's order. `labels` overrides the manifest's
-    (for the shuffled-label control).
+    """`batches` of a manifest's slices for a classifier: (float32 preprocessed images,
+    float32 one-hot labels). Training batches are shuffled (seeded) and, with `augment`,
+    rotated and scaled as in the paper; evaluation batches keep the manifest's order.
+    `labels` overrides the manifest's (for the shuffled-label control).
     """
-    import tensorflow as tf
+    from .transform import PAPER_AUGMENTATION
 
     if augment and not training:
         raise ValueError("augmentation applies to training batches only")
     images = load_images(manifest, image_size)
     labels = manifest["label"].to_numpy() if labels is None else np.asarray(labels)
     one_hot = np.eye(2, dtype=np.float32)[labels.astype(int)]
-
-    def gather(index):
-        index = np.sort(index)  # memory-map reads in file order
-        batch = images[index]
-        return (batch if augment else preprocess_input(model_name, batch)), one_hot[index]
-
-    def load_batch(index):
-        batch_images, batch_labels = tf.numpy_function(
-            gather, [index], (tf.uint8 if augment else tf.float32, tf.float32), stateful=False)
-        batch_images.set_shape((None, image_size, image_size, 3))
-        batch_labels.set_shape((None, 2))
-        return batch_images, batch_labels
-
-    dataset = tf.data.Dataset.from_tensor_slices(np.arange(len(manifest)))
-    if training:
-        dataset = dataset.shuffle(len(manifest), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).map(load_batch, num_parallel_calls=PARALLEL_CALLS)
-    if augment:
-        layer = augmentation_layers(seed)
-        # One stream of seeded randomness (map without parallel calls), then preprocessing.
-        dataset = dataset.map(lambda x, y: (layer(tf.cast(x, tf.float32), training=True), y))
-        dataset = dataset.map(lambda x, y: (preprocess_input(model_name, x), y),
-                              num_parallel_calls=PARALLEL_CALLS)
-    return prefetch_without_autotune(dataset)
+    order = np.random.default_rng(seed).permutation(len(manifest)) if training else \
+        np.arange(len(manifest))
+    return batches(images, one_hot, order, batch_size,
+                   lambda x, y: (preprocess_input(model_name, x), y),
+                   PAPER_AUGMENTATION if augment else None, seed)

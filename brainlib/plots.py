@@ -101,3 +101,55 @@ def posterior_figure(posteriors: dict, rope: float | None = None, points: int = 
     figure.update_layout(title=title, xaxis_title="value", yaxis_title="density",
                          barmode="overlay", width=620, height=420)
     return figure
+
+
+def learning_curves_figure(histories: pd.DataFrame, title: str = "Learning curves",
+                           quantities=("accuracy", "loss")) -> go.Figure:
+    """Training and inner-validation curves per epoch (`runner.read_histories`): one
+    column per quantity, one row per fold, one line per model and set; the validation
+    lines appear when the protocol had validation patients."""
+    import plotly.express as px
+
+    curves = [c for q in quantities for c in (q, f"val_{q}") if c in histories.columns]
+    long = histories.melt(id_vars=["model", "fold", "epoch"], value_vars=curves,
+                          var_name="curve", value_name="value").dropna(subset=["value"])
+    long["quantity"] = long["curve"].str.replace("val_", "", regex=False)
+    long["set"] = np.where(long["curve"].str.startswith("val_"), "inner validation", "training")
+    fig = px.line(long, x="epoch", y="value", color="set", line_dash="model",
+                  facet_col="quantity", facet_row="fold", markers=True, title=title)
+    return fig.update_yaxes(matches=None)
+
+
+def leakage_figure(frame: pd.DataFrame, majority_rate: float,
+                   title: str = "Slice split vs patient split") -> go.Figure:
+    """Accuracy and AUC per experiment and model with their intervals
+    (`leakage_report.LeakageTable.frame`), chance drawn as a dotted line."""
+    import plotly.express as px
+
+    frame = frame.assign(experiment=frame["split"] + " split, " + frame["labels"] + " labels")
+    order = ["accuracy", "auc"]
+    fig = px.scatter(frame, x="experiment", y="estimate", color="model", facet_col="metric",
+                     category_orders={"metric": order},
+                     error_y=frame["ci_high"] - frame["estimate"],
+                     error_y_minus=frame["estimate"] - frame["ci_low"], title=title)
+    for column, metric in enumerate(order, start=1):
+        fig.add_hline(y=0.5 if metric == "auc" else majority_rate, line_dash="dot",
+                      line_color="grey", col=column, row=1, annotation_text="chance",
+                      annotation_position="bottom right")
+    fig.update_traces(marker_size=10)
+    return fig.update_layout(width=900, height=480)
+
+
+def t_posterior_figure(posterior, rope: float | None = None, title: str = "Posterior",
+                       label: str = "mean difference", points: int = 400) -> go.Figure:
+    """The density of a Student-t posterior (`stats.bayesian_correlated_ttest`), with the
+    ROPE shaded and zero dotted."""
+    import plotly.express as px
+
+    x = np.linspace(*posterior.interval(0.99), points)
+    fig = px.line(x=x, y=posterior.pdf(x), labels={"x": label, "y": "density"}, title=title)
+    if rope is not None:
+        fig.add_vrect(x0=-rope, x1=rope, fillcolor="grey", opacity=0.15, line_width=0,
+                      annotation_text="ROPE", annotation_position="top left")
+    fig.add_vline(x=0, line_dash="dot", line_color="grey")
+    return fig

@@ -33,17 +33,14 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
 
 # %% tags=["parameters"]
-# Parameters (papermill). seed: the fixed inputs of the checks; depth, width, activation:
-# the deep stack of the residual-vs-plain experiment at the end.
-run_dir = "runs/notebook"
-seed = 0
-depth = 20
-width = 32
-activation = "sigmoid"
+# Parameters (papermill). profile "auto": the paper's `full` profile on Colab with a GPU,
+# the real-data settings when $BRAINLIB_DATA names a kaggle_3m folder, else the phantom
+# `default`. overrides: any study parameter (`python -m brainlib params` lists them).
+profile = "auto"
+overrides = {}
 
 # %% tags=["nbval-ignore-output"]
 # TensorFlow prints start-up notices at import; they vary from run to run.
@@ -57,7 +54,7 @@ import plotly.express as px
 
 import brainlib as bl
 
-bl.study.notebook_setup()
+P = bl.notebook.start(globals())
 eq = bl.equations
 
 # %% [markdown]
@@ -72,9 +69,9 @@ eq = bl.equations
 
 # %%
 # NBVAL_CHECK_OUTPUT
-agreement = eq.agreement_with_keras(seed=seed)
-Path(run_dir).mkdir(parents=True, exist_ok=True)
-agreement.to_csv(Path(run_dir) / "equations_agreement.csv", index=False)
+agreement = eq.agreement_with_keras(seed=P.seed)
+Path(P.run_dir).mkdir(parents=True, exist_ok=True)
+agreement.to_csv(Path(P.run_dir) / "equations_agreement.csv", index=False)
 shown = eq.agreement_summary(agreement)
 print(f"{agreement['agrees'].sum()} of {len(agreement)} checks agree")
 
@@ -110,7 +107,7 @@ shown.loc[["1"]]
 
 # %%
 # NBVAL_CHECK_OUTPUT
-rng = np.random.default_rng(seed)
+rng = np.random.default_rng(P.seed)
 image = rng.normal(size=(1, 7, 7, 3))
 kernel = rng.normal(scale=0.1, size=(3, 3, 3, 4))
 print("feature maps:", eq.convolution_layer(image, kernel, bias=np.zeros(4)).shape)
@@ -337,7 +334,8 @@ shown.loc[["36", "37", "38", "39", "40"]]
 # each layer's weight gradient.
 
 # %%
-norms = eq.gradient_norms_plain_vs_residual(depth=depth, width=width, seed=seed,
+depth, width, activation = 20, 32, "sigmoid"
+norms = eq.gradient_norms_plain_vs_residual(depth=depth, width=width, seed=P.seed,
                                             activation=activation)
 fig = px.line(norms, x="layer", y="gradient_norm", color="network", log_y=True, markers=True,
               title=f"Gradient norm per layer, {depth} {activation} layers: plain vs residual",

@@ -30,18 +30,14 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
 
 # %% tags=["parameters"]
-# Parameters (papermill). data_source: "auto" (Kaggle on Colab, the phantom elsewhere),
-# "phantom", "kaggle", or a path to a kaggle_3m folder.
-run_dir = "runs/notebook"
-data_source = "auto"
-phantom_patients = 24
-seed = 0
-n_folds = 8
-test_fraction = 0.3
+# Parameters (papermill). profile "auto": the paper's `full` profile on Colab with a GPU,
+# the real-data settings when $BRAINLIB_DATA names a kaggle_3m folder, else the phantom
+# `default`. overrides: any study parameter (`python -m brainlib params` lists them).
+profile = "auto"
+overrides = {}
 
 # %%
 import numpy as np
@@ -49,13 +45,7 @@ import plotly.express as px
 
 import brainlib as bl
 
-bl.study.notebook_setup()
-manifest = bl.study.prepare_manifest(run_dir, data_source=data_source, seed=seed,
-                                     n_folds=n_folds, test_fraction=test_fraction,
-                                     phantom_patients=phantom_patients)
-DATASET = manifest["dataset"].iloc[0].upper()
-print(f"dataset: {DATASET}  ({manifest['patient_id'].nunique()} patients, "
-      f"{len(manifest)} slices)")
+P, manifest, DATASET = bl.notebook.open_run(globals())
 
 # %% [markdown]
 # Every result below carries the dataset's name: **PHANTOM** results come from the
@@ -125,7 +115,7 @@ bl.eda.channel_statistics(images, manifest["label"].to_numpy())
 # The paper's Figs. 2-3: input slices and the same slices with the tumor mask overlaid.
 
 # %%
-examples = bl.eda.example_slices(manifest, n=4, seed=seed)
+examples = bl.eda.example_slices(manifest, n=4, seed=P.seed)
 masks = bl.pipeline.load_masks(manifest, 256)
 tiles = [np.concatenate([images[i], bl.eda.overlay(images[i], masks[i])], axis=0)
          for i in examples.index]

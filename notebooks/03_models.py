@@ -29,13 +29,14 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
 
 # %% tags=["parameters"]
-# Parameters (papermill). The paper's input is 256x256x3.
-run_dir = "runs/notebook"
-input_size = 256
+# Parameters (papermill). profile "auto": the paper's `full` profile on Colab with a GPU,
+# the real-data settings when $BRAINLIB_DATA names a kaggle_3m folder, else the phantom
+# `default`. overrides: any study parameter (`python -m brainlib params` lists them).
+profile = "auto"
+overrides = {}
 
 # %% tags=["nbval-ignore-output"]
 import tensorflow as tf  # noqa: F401  (its start-up notices vary from run to run)
@@ -46,7 +47,8 @@ import plotly.express as px
 
 import brainlib as bl
 
-bl.study.notebook_setup()
+P = bl.notebook.start(globals())
+input_size = 256  # the paper's input; the run trains at P.image_size (last section)
 
 # %% [markdown]
 # ## ResNet50 with the paper's head
@@ -114,7 +116,7 @@ fig.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-sizes = [64, 128, 256]
+sizes = sorted({64, 128, 256, P.image_size})
 pd.DataFrame([
     {"input": f"{size}x{size}", "model": name,
      "head_trainable": bl.models.summarize_model(name, size).counts.trainable}

@@ -26,6 +26,14 @@
 # With a frozen base and no augmentation, the base's output for each image never
 # changes, so it is computed once and only the head is trained on it: the same model as
 # training end to end (tested to float precision), many times faster.
+#
+# Every model of this book, the U-Net of chapter 7 included, follows one protocol, run by
+# one runner (`brainlib.runner`). Under the **validated** protocol a share of each fold's
+# training patients is held out as *inner validation* patients (the same ones for every
+# model): they pick the epoch whose weights are kept (lowest validation loss) and the
+# decision threshold (highest validation accuracy). The test fold is never evaluated during
+# training. The **paper** protocol keeps the paper's procedure: all training patients, the
+# last epoch, and a threshold of 0.5 on the tumor probability.
 
 # %% tags=["remove-cell"]
 # Set-up on Colab only: install brainlib from the repository (Colab keeps its TensorFlow).
@@ -33,30 +41,14 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
 
 # %% tags=["parameters"]
-# Parameters (papermill). These defaults are the quick reference run on the phantom; the
-# paper's setting is the `full` profile: data_source="kaggle", weights="imagenet",
-# image_size=256, n_folds=8, epochs=20, augment=True, standardize_features=False.
-run_dir = "runs/notebook"
-data_source = "auto"
-phantom_patients = 12
-seed = 0
-n_folds = 3
-test_fraction = 0.3
-image_size = 64
-epochs = 4
-batch_size = 32
-learning_rate = 0.001
-lr_decay = 0.0
-augment = False
-weights = "none"
-standardize_features = True
-models = "resnet50,vgg16"
-folds_to_run = "all"
-leakage_experiment = True
+# Parameters (papermill). profile "auto": the paper's `full` profile on Colab with a GPU,
+# the real-data settings when $BRAINLIB_DATA names a kaggle_3m folder, else the phantom
+# `default`. overrides: any study parameter (`python -m brainlib params` lists them).
+profile = "auto"
+overrides = {}
 
 # %% tags=["nbval-ignore-output"]
 import tensorflow as tf  # noqa: F401  (its start-up notices vary from run to run)
@@ -68,19 +60,7 @@ import plotly.express as px
 
 import brainlib as bl
 
-bl.study.notebook_setup()
-settings = dict(data_source=data_source, phantom_patients=phantom_patients, seed=seed,
-                n_folds=n_folds, test_fraction=test_fraction, image_size=image_size,
-                epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                lr_decay=lr_decay, augment=augment, weights=weights,
-                standardize_features=standardize_features, models=models,
-                folds_to_run=folds_to_run, leakage_experiment=leakage_experiment)
-manifest = bl.study.prepare_manifest(run_dir, **settings)
-DATASET = manifest["dataset"].iloc[0].upper()
-config = bl.study.training_config(**settings)
-print(f"dataset: {DATASET}; {manifest['patient_id'].nunique()} patients, {len(manifest)} "
-      f"slices; {n_folds} patient folds")
-print(config)
+P, manifest, DATASET = bl.notebook.open_run(globals())
 
 # %% [markdown]
 # ## Train
@@ -89,8 +69,9 @@ print(config)
 # run resumes after its last finished unit; finished units are read back, not retrained.
 
 # %% tags=["nbval-ignore-output"]
+print(bl.study.classifier_config(P))
 start = time.perf_counter()
-predictions = bl.study.train_models(run_dir, progress="log", **settings)
+predictions = bl.study.run_models(P)
 print(f"{predictions.groupby(['model', 'scheme', 'control', 'fold']).ngroups} units, "
       f"{len(predictions)} predictions in {time.perf_counter() - start:.0f} s")
 
@@ -100,22 +81,28 @@ predictions.groupby(["model", "scheme", "control"]).agg(
     folds=("fold", "nunique"), slices=("y_true", "size"), tumor_slices=("y_true", "sum"))
 
 # %% [markdown]
-# ## Learning curves (the paper's Figs. 4-5)
+# ## What the protocol chose
 #
-# Training and validation loss and accuracy per epoch, for each model and patient fold.
-# Here validation means the held-out fold (for monitoring only: no model or epoch is
-# picked on it).
+# Per unit of the main experiment (patient folds, true labels): the patients it was fitted
+# on and validated on, the epoch kept and the threshold chosen on the validation patients.
+# Under the paper's protocol there are no validation patients, the epoch is the last and
+# the threshold 0.5.
 
 # %%
-histories = bl.study.read_histories(run_dir, **settings)
-curves = histories[(histories["scheme"] == "patient") & (histories["control"] == "none")]
-long = curves.melt(id_vars=["model", "fold", "epoch"],
-                   value_vars=["accuracy", "val_accuracy", "loss", "val_loss"],
-                   var_name="curve", value_name="value")
-long["quantity"] = long["curve"].str.replace("val_", "", regex=False)
-long["set"] = long["curve"].str.startswith("val_").map({True: "validation", False: "training"})
-fig = px.line(long, x="epoch", y="value", color="set", line_dash="model",
-              facet_col="quantity", facet_row="fold", markers=True,
-              title=f"Learning curves per patient fold ({DATASET})")
-fig.update_yaxes(matches=None)
+# NBVAL_CHECK_OUTPUT
+chosen = bl.study.read_thresholds(P)
+chosen[(chosen["scheme"] == "patient") & (chosen["control"] == "none")][
+    ["model", "fold", "n_fit", "n_validation", "best_epoch", "threshold", "rule"]].round(3)
+
+# %% [markdown]
+# ## Learning curves (the paper's Figs. 4-5)
+#
+# Training and inner-validation loss and accuracy per epoch, for each model and patient
+# fold. Validation here means the inner validation patients, never the test fold.
+
+# %%
+histories = bl.study.read_histories(P)
+fig = bl.plots.learning_curves_figure(
+    histories[(histories["scheme"] == "patient") & (histories["control"] == "none")],
+    title=f"Learning curves per patient fold ({DATASET})")
 fig.show()

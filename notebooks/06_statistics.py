@@ -35,31 +35,14 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
 
 # %% tags=["parameters"]
-# Parameters (papermill): the same as the training chapter's, so a study run finds the
-# predictions it trained. These defaults are the quick reference run on the phantom; the
-# paper's setting is the `full` profile: data_source="kaggle", weights="imagenet",
-# image_size=256, n_folds=8, epochs=20, augment=True, standardize_features=False.
-run_dir = "runs/notebook"
-data_source = "auto"
-phantom_patients = 12
-seed = 0
-n_folds = 3
-test_fraction = 0.3
-image_size = 64
-epochs = 4
-batch_size = 32
-learning_rate = 0.001
-lr_decay = 0.0
-augment = False
-weights = "none"
-standardize_features = True
-models = "resnet50,vgg16"
-folds_to_run = "all"
-leakage_experiment = True
+# Parameters (papermill). profile "auto": the paper's `full` profile on Colab with a GPU,
+# the real-data settings when $BRAINLIB_DATA names a kaggle_3m folder, else the phantom
+# `default`. overrides: any study parameter (`python -m brainlib params` lists them).
+profile = "auto"
+overrides = {}
 
 # %% tags=["nbval-ignore-output"]
 import tensorflow as tf  # noqa: F401  (its start-up notices vary from run to run)
@@ -72,30 +55,20 @@ from IPython.display import display
 
 import brainlib as bl
 
-glue_value = bl.study.glue_value  # pastes a computed value into the book's prose
-bl.study.notebook_setup()
-settings = dict(data_source=data_source, phantom_patients=phantom_patients, seed=seed,
-                n_folds=n_folds, test_fraction=test_fraction, image_size=image_size,
-                epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                lr_decay=lr_decay, augment=augment, weights=weights,
-                standardize_features=standardize_features, models=models,
-                folds_to_run=folds_to_run, leakage_experiment=leakage_experiment)
-manifest = bl.study.prepare_manifest(run_dir, **settings)
-DATASET = manifest["dataset"].iloc[0].upper()
-MODEL_A, MODEL_B = [m.strip() for m in models.split(",")][:2]  # differences are A - B
-N_RESAMPLES = 5000  # bootstrap resamples of patients (slices: 10,000, by cell counts)
+P, manifest, DATASET = bl.notebook.open_run(globals())
 ROPE = 0.01  # region of practical equivalence: accuracy differences within +-1 point
-glue_value("dataset", DATASET)
-glue_value("model_a", MODEL_A)
-glue_value("model_b", MODEL_B)
-glue_value("rope", ROPE)
-print(f"dataset: {DATASET}; {manifest['patient_id'].nunique()} patients, {len(manifest)} "
-      f"slices; {n_folds} patient folds; differences are {MODEL_A} - {MODEL_B}; "
-      f"ROPE +-{ROPE}")
+MODEL_A, MODEL_B = P.model_names[:2]  # differences are A - B
+glue_value = bl.notebook.glue_value  # pastes a computed value into the book's prose
+for name, value in (("dataset", DATASET), ("model_a", MODEL_A), ("model_b", MODEL_B),
+                    ("rope", ROPE)):
+    glue_value(name, value)
 
 # %% tags=["nbval-ignore-output"]
 # Reads the finished predictions when the training chapter has run; trains them otherwise.
-predictions = bl.study.train_models(run_dir, progress="log", **settings)
+predictions = bl.study.run_models(P)
+comparison = bl.comparison_report.compare_models(
+    predictions, MODEL_A, MODEL_B, rope=ROPE, n_resamples=bl.report.PATIENT_RESAMPLES,
+    seed=P.seed, cache_dir=bl.report.cache_dir(P.run_dir))
 
 # %% [markdown]
 # Every result of the first part is on the **{glue:text}`dataset`** dataset. PHANTOM
@@ -111,15 +84,10 @@ predictions = bl.study.train_models(run_dir, progress="log", **settings)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-main = predictions[(predictions["scheme"] == "patient") & (predictions["control"] == "none")]
-paired = bl.stats.pair_predictions(main, MODEL_A, MODEL_B)
-n_patients = paired["patient_id"].nunique()
-glue_value("n_slices", len(paired))
-glue_value("n_patients", n_patients)
-print(f"{len(paired)} paired slices from {n_patients} patients")
-table = bl.stats.paired_table(paired)
-pd.DataFrame(table, index=pd.Index([f"{MODEL_A} right", f"{MODEL_A} wrong"], name=""),
-             columns=[f"{MODEL_B} right", f"{MODEL_B} wrong"])
+glue_value("n_slices", comparison.n_slices)
+glue_value("n_patients", comparison.n_patients)
+print(comparison.title())
+comparison.counts
 
 # %% [markdown]
 # ### McNemar's test
@@ -137,10 +105,10 @@ pd.DataFrame(table, index=pd.Index([f"{MODEL_A} right", f"{MODEL_A} wrong"], nam
 
 # %%
 # NBVAL_CHECK_OUTPUT
-mcnemar = bl.stats.mcnemar_test(paired, method="exact")
+mcnemar = comparison.mcnemar
 for name in ("b", "c", "pvalue", "difference", "ci_low", "ci_high", "accuracy_a", "accuracy_b"):
     glue_value(f"mcnemar_{name}", float(getattr(mcnemar, name)))
-bl.stats.mcnemar_methods(paired).drop(columns=["model_a", "model_b"]).round(4)
+comparison.mcnemar_methods.drop(columns=["model_a", "model_b"]).round(4)
 
 # %% [markdown]
 # {glue:text}`model_a` was right on {glue:text}`mcnemar_b:.0f` slices that
@@ -150,8 +118,9 @@ bl.stats.mcnemar_methods(paired).drop(columns=["model_a", "model_b"]).round(4)
 # {glue:text}`mcnemar_pvalue:.3g`. This p-value treats the {glue:text}`n_slices` slices as
 # {glue:text}`n_slices` independent trials. They are {glue:text}`n_patients` patients'
 # worth of evidence, and slices of a patient tend to err together, which makes a
-# slice-level p-value too small. So if even this p-value is large, the data show no
-# difference; if it is small, the patient-level methods below decide.
+# slice-level p-value too small. So if even this p-value is large, no difference was
+# detected (which is not evidence that there is none); if it is small, the patient-level
+# methods below decide.
 #
 # ### Bootstrap intervals: slices vs patients
 #
@@ -165,35 +134,13 @@ bl.stats.mcnemar_methods(paired).drop(columns=["model_a", "model_b"]).round(4)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-by_slice = bl.stats.bootstrap_metrics(paired, n_resamples=10_000, seed=seed)
-by_patient = bl.stats.bootstrap_metrics(paired, cluster="patient_id", n_resamples=N_RESAMPLES,
-                                        seed=seed)
-auc_by_patient = bl.stats.cluster_bootstrap_auc(paired, n_resamples=N_RESAMPLES, seed=seed)
-print(by_slice.title())
-print(by_patient.title())
-columns = ["estimate", "ci_low", "ci_high", "ci_method"]
-intervals = pd.concat(
-    {"slices": by_slice.to_frame().set_index(["metric", "model"])[columns],
-     "patients": pd.concat([by_patient.to_frame(), auc_by_patient.to_frame()])
-     .set_index(["metric", "model"])[columns]},
-    names=["resampled"]).reorder_levels([1, 2, 0])
-order = pd.MultiIndex.from_product([["accuracy", "precision", "recall", "specificity", "f1",
-                                     "auc"], [MODEL_A, MODEL_B, f"{MODEL_A} - {MODEL_B}"],
-                                    ["slices", "patients"]])
-intervals.reindex([key for key in order if key in intervals.index]).round(3)
+comparison.intervals.round(3)
 
 # %%
-differences = pd.concat([
-    by_slice.differences().assign(unit="slices"),
-    by_patient.differences().assign(unit="patients"),
-    auc_by_patient.differences().assign(unit="patients")], ignore_index=True)
-differences["label"] = differences["metric"] + " (" + differences["unit"] + ")"
-accuracy_patients = differences[(differences["metric"] == "accuracy")
-                                & (differences["unit"] == "patients")].iloc[0]
 for name in ("estimate", "ci_low", "ci_high"):
-    glue_value(f"boot_accuracy_{name}", float(accuracy_patients[name]))
+    glue_value(f"boot_accuracy_{name}", float(comparison.accuracy_patients[name]))
 bl.plots.forest_figure(
-    differences.sort_values(["metric", "unit"]), label="label", rope=ROPE,
+    comparison.differences.sort_values(["metric", "unit"]), label="label", rope=ROPE,
     title=f"{MODEL_A} - {MODEL_B}, 95% bootstrap CIs ({DATASET})").show()
 
 # %% [markdown]
@@ -217,17 +164,11 @@ bl.plots.forest_figure(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-posteriors = bl.stats.posterior_table(main, prior=(1.0, 1.0))
-posteriors.drop(columns=["scheme", "control", "alpha", "beta"]).round(4)
+comparison.posteriors.drop(columns=["scheme", "control", "alpha", "beta"], errors="ignore").round(4)
 
 # %%
-beta_posteriors = {
-    f"{model} {metric}": bl.stats.metric_posteriors(c, prior=(1.0, 1.0)).posteriors[metric]
-    for model, c in ((m, bl.metrics.confusion_counts(rows["y_true"], rows["y_pred"]))
-                     for m, rows in main.groupby("model"))
-    for metric in ("accuracy", "sensitivity", "specificity")}
-bl.plots.posterior_figure(beta_posteriors, title=f"Beta posteriors, uniform prior, slices as "
-                                                 f"independent trials ({DATASET})").show()
+bl.plots.posterior_figure(comparison.beta_posteriors, title=f"Beta posteriors, uniform prior, "
+                          f"slices as independent trials ({DATASET})").show()
 
 # %% [markdown]
 # **The difference, slices paired (Dirichlet).** Each slice falls in one of four cells:
@@ -243,8 +184,7 @@ bl.plots.posterior_figure(beta_posteriors, title=f"Beta posteriors, uniform prio
 
 # %%
 # NBVAL_CHECK_OUTPUT
-by_slices = bl.stats.paired_posterior(paired, prior=1.0, rope=ROPE, seed=seed)
-by_patients = bl.stats.patient_paired_posterior(paired, rope=ROPE, seed=seed)
+by_slices, by_patients = comparison.slice_posterior, comparison.patient_posterior
 for name, result in (("slices", by_slices), ("patients", by_patients)):
     for field in ("p_a_better", "p_rope", "ci_low", "ci_high", "mean_difference"):
         glue_value(f"posterior_{name}_{field}", float(getattr(result, field)))
@@ -275,18 +215,13 @@ bl.plots.posterior_figure(
 
 # %%
 # NBVAL_CHECK_OUTPUT
-delong = bl.stats.delong_test(paired)
-delong_clustered = bl.stats.delong_test(paired, cluster="patient_id")
+delong, delong_clustered = comparison.delong, comparison.delong_clustered
 glue_value("delong_difference", float(delong.difference))
 glue_value("delong_p", float(delong.pvalue))
 glue_value("delong_clustered_p", float(delong_clustered.pvalue))
 glue_value("delong_se_ratio", float(delong_clustered.se / delong.se))
-auc_boot = auc_by_patient.differences().iloc[0]
-pd.concat([delong.to_frame(), delong_clustered.to_frame(),
-           pd.DataFrame([{"method": "patient bootstrap (BCa)", "difference": auc_boot["estimate"],
-                          "ci_low": auc_boot["ci_low"], "ci_high": auc_boot["ci_high"]}])],
-          ignore_index=True)[["method", "auc_a", "auc_b", "difference", "se", "pvalue",
-                              "ci_low", "ci_high", "n_clusters"]].round(4)
+comparison.auc_tests[["method", "auc_a", "auc_b", "difference", "se", "pvalue", "ci_low",
+                      "ci_high", "n_clusters"]].round(4)
 
 # %% [markdown]
 # The AUC difference is {glue:text}`delong_difference:+.3f`: p =
@@ -307,35 +242,24 @@ pd.concat([delong.to_frame(), delong_clustered.to_frame(),
 
 # %%
 # NBVAL_CHECK_OUTPUT
-fold_tests, skipped = {}, []
-for metric in ("accuracy", "precision", "recall", "specificity", "f1", "auc"):
-    try:
-        fold_tests[metric] = bl.stats.compare_folds(main, metric, MODEL_A, MODEL_B, rope=ROPE)
-    except ValueError as error:  # e.g. a fold where a model calls no slice tumor
-        skipped.append(f"{metric}: {error}")
-print(f"{len(fold_tests)} metrics tested across {fold_tests['accuracy'].corrected_ttest.n_folds} "
-      f"folds" + (f"; skipped {skipped}" if skipped else ""))
-fold_table = pd.concat([t.to_frame() for t in fold_tests.values()], ignore_index=True)
-glue_value("fold_accuracy_p", float(fold_tests["accuracy"].corrected_ttest.pvalue))
-glue_value("fold_accuracy_p_a_better", float(fold_tests["accuracy"].bayesian.p_a_better))
-glue_value("n_folds", fold_tests["accuracy"].corrected_ttest.n_folds)
-fold_table.drop(columns=["model_a", "model_b"]).round(4)
+fold_accuracy = comparison.fold_tests.get("accuracy")
+print(f"{len(comparison.fold_tests)} metrics tested across {comparison.n_folds} folds"
+      + "".join(f"\n  not tested: {m}: {why}" for m, why in comparison.fold_skipped.items()))
+glue_value("fold_accuracy_p", fold_accuracy.corrected_ttest.pvalue if fold_accuracy else np.nan)
+glue_value("fold_accuracy_p_a_better", fold_accuracy.bayesian.p_a_better if fold_accuracy
+           else np.nan)
+glue_value("n_folds", comparison.n_folds)
+comparison.fold_table.drop(columns=["model_a", "model_b"], errors="ignore").round(4)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-fold_tests["accuracy"].per_fold.round(4)
+fold_accuracy.per_fold.round(4) if fold_accuracy else "needs at least 2 folds"
 
 # %%
-posterior = fold_tests["accuracy"].bayesian
-x = np.linspace(*posterior.interval(0.99), 400)
-fig = px.line(x=x, y=posterior.pdf(x), labels={"x": f"mean accuracy difference per fold, "
-                                                    f"{MODEL_A} - {MODEL_B}", "y": "density"},
-              title=f"Bayesian correlated t-test, accuracy, {posterior.n_folds} folds "
-                    f"({DATASET})")
-fig.add_vrect(x0=-ROPE, x1=ROPE, fillcolor="grey", opacity=0.15, line_width=0,
-              annotation_text="ROPE", annotation_position="top left")
-fig.add_vline(x=0, line_dash="dot", line_color="grey")
-fig.show()
+if fold_accuracy:
+    bl.plots.t_posterior_figure(fold_accuracy.bayesian, rope=ROPE, title=(
+        f"Bayesian correlated t-test, accuracy, {comparison.n_folds} folds ({DATASET})"),
+        label=f"mean accuracy difference per fold, {MODEL_A} - {MODEL_B}").show()
 
 # %% [markdown]
 # On accuracy, the corrected t-test over {glue:text}`n_folds` folds gives p =
@@ -353,18 +277,12 @@ fig.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-slice_tests = bl.stats.paired_metric_tests(paired).to_frame()
-family = {**dict(zip(slice_tests["test"], slice_tests["pvalue"])), "auc": delong.pvalue}
-holm_slices = bl.stats.holm_correction(list(family.values()), names=list(family))
-holm_folds = bl.stats.holm_correction(fold_table["pvalue"].tolist(),
-                                      names=fold_table["metric"].tolist())
-holm = pd.concat({"slice-level (McNemar, DeLong)": holm_slices.to_frame(),
-                  "fold-level (corrected t)": holm_folds.to_frame()}, names=["family", "row"])
-rejected = holm.groupby(level="family")["reject"].sum()
-glue_value("holm_rejected_slices", int(rejected["slice-level (McNemar, DeLong)"]))
-glue_value("holm_rejected_folds", int(rejected["fold-level (corrected t)"]))
-glue_value("holm_tests_slices", len(holm_slices.frame))
-glue_value("holm_tests_folds", len(holm_folds.frame))
+holm = comparison.holm
+rejected = comparison.rejected
+for key, family in (("slices", "slice-level (McNemar, DeLong)"),
+                    ("folds", "fold-level (corrected t)")):
+    glue_value(f"holm_rejected_{key}", rejected.get(family, 0))
+    glue_value(f"holm_tests_{key}", int((holm.index.get_level_values("family") == family).sum()))
 holm.droplevel("row").round(4)
 
 # %% [markdown]
@@ -531,46 +449,7 @@ fig.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def side(low, high):
-    """Where a 95% interval of a difference A - B sits relative to zero."""
-    if low > 0:
-        return f"favours {MODEL_A}"
-    if high < 0:
-        return f"favours {MODEL_B}"
-    return "includes zero: no difference shown"
-
-
-paper_all_significant = bool(pvalue_range.loc["exact", "max"] < 0.05)
-print("The paper's own tables:")
-print(f"- Read the only way that matches the dataset ({chosen}), every pairing of errors "
-      f"they allow gives an exact McNemar p {'below' if paper_all_significant else 'above'} "
-      f"0.05 (largest {pvalue_range.loc['exact', 'max']:.2g}) for an accuracy difference of "
-      f"{frame['difference'].iloc[0]:+.4f}.")
-print(f"- But they count {coverage['share_of_dataset'].min():.0%} of the slices, so training "
-      f"slices were scored, and the split was by slice: the comparison is of fit to seen "
-      f"patients. No patient-level statement can be recovered from them.")
-print(f"- Table IV follows from Tables II-III by truncation in "
-      f"{int(audit.rounding.set_index('orientation').loc[chosen, 'matches_truncated'])} of "
-      f"{int(audit.rounding.set_index('orientation').loc[chosen, 'entries'])} entries, by "
-      f"rounding in {int(audit.rounding.set_index('orientation').loc[chosen, 'matches_rounded'])}.")
-print()
-print(f"This study's predictions ({DATASET}, patient folds, {n_patients} patients):")
-print(f"- accuracy {mcnemar.accuracy_a:.3f} ({MODEL_A}) vs {mcnemar.accuracy_b:.3f} "
-      f"({MODEL_B}), difference {mcnemar.difference:+.3f}.")
-print(f"- slices as the unit: exact McNemar p = {mcnemar.pvalue:.3g}; Newcombe 95% CI "
-      f"{mcnemar.ci_low:+.3f} to {mcnemar.ci_high:+.3f}, which "
-      f"{side(mcnemar.ci_low, mcnemar.ci_high)}.")
-print(f"- patients as the unit: bootstrap 95% CI {accuracy_patients['ci_low']:+.3f} to "
-      f"{accuracy_patients['ci_high']:+.3f}, which "
-      f"{side(accuracy_patients['ci_low'], accuracy_patients['ci_high'])}; "
-      f"P({MODEL_A} better) = {by_patients.p_a_better:.3f}, P(inside ROPE +-{ROPE}) = "
-      f"{by_patients.p_rope:.3f}.")
-print(f"- AUC difference {delong.difference:+.3f}: clustered DeLong p = "
-      f"{delong_clustered.pvalue:.3g}.")
-print(f"- Holm-corrected: {int(rejected.sum())} of {len(holm)} tests reject 'no difference'.")
-if DATASET == "PHANTOM":
-    print("- These are PHANTOM numbers: they show the analysis works; they say nothing about "
-          "which network is better on real brain MRI.")
+print("\n".join(bl.comparison_report.conclusions(comparison, audit, DATASET)))
 
 # %% [markdown]
 # In plain words:
@@ -600,18 +479,5 @@ if DATASET == "PHANTOM":
 
 # %%
 # NBVAL_CHECK_OUTPUT
-uniform = beta_posteriors[f"{MODEL_A} accuracy"]
-priors = pd.DataFrame([
-    {"result": "each model's proportions (Beta-Binomial)",
-     "prior": f"Beta({uniform.prior_alpha:g}, {uniform.prior_beta:g}) (uniform)"},
-    {"result": "accuracy difference, slices paired", "prior": by_slices.prior},
-    {"result": "accuracy difference, patients (Bayesian bootstrap)", "prior": by_patients.prior},
-    {"result": "fold-level correlated t-test",
-     "prior": "flat on the mean difference (Student-t posterior, "
-              f"df = {fold_tests['accuracy'].bayesian.df})"},
-    {"result": "intervals on the paper's counts",
-     "prior": f"Beta({PAPER_PRIOR[0]:g}, {PAPER_PRIOR[1]:g}) (Jeffreys)"},
-    {"result": "region of practical equivalence", "prior": f"+-{ROPE:g} accuracy"},
-]).set_index("result")
 with pd.option_context("display.max_colwidth", 120):
-    display(priors)
+    display(bl.comparison_report.priors_table(comparison, PAPER_PRIOR))

@@ -30,34 +30,14 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
 
 # %% tags=["parameters"]
-# Parameters (papermill): the training chapter's, plus the U-Net's. These defaults are the
-# quick reference run on the phantom; the `sample` profile trains a 16-32-64-128 U-Net for
-# 45 epochs in bfloat16 (`unet_precision`), the `full` profile for 30 epochs in float32.
-run_dir = "runs/notebook"
-data_source = "auto"
-phantom_patients = 12
-seed = 0
-n_folds = 3
-test_fraction = 0.3
-image_size = 64
-epochs = 4
-batch_size = 32
-learning_rate = 0.001
-lr_decay = 0.0
-augment = False
-weights = "none"
-standardize_features = True
-models = "resnet50,vgg16"
-folds_to_run = "all"
-leakage_experiment = True
-unet_image_size = 64
-unet_widths = "8,16,32"
-unet_epochs = 3
-unet_precision = "float32"
+# Parameters (papermill). profile "auto": the paper's `full` profile on Colab with a GPU,
+# the real-data settings when $BRAINLIB_DATA names a kaggle_3m folder, else the phantom
+# `default`. overrides: any study parameter (`python -m brainlib params` lists them).
+profile = "auto"
+overrides = {}
 
 # %% tags=["nbval-ignore-output"]
 import tensorflow as tf  # noqa: F401  (its start-up notices vary from run to run)
@@ -69,19 +49,7 @@ import plotly.express as px
 
 import brainlib as bl
 
-bl.study.notebook_setup()
-settings = dict(data_source=data_source, phantom_patients=phantom_patients, seed=seed,
-                n_folds=n_folds, test_fraction=test_fraction, image_size=image_size,
-                epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                lr_decay=lr_decay, augment=augment, weights=weights,
-                standardize_features=standardize_features, models=models,
-                folds_to_run=folds_to_run, leakage_experiment=leakage_experiment)
-unet_settings = dict(unet_image_size=unet_image_size, unet_widths=unet_widths,
-                     unet_epochs=unet_epochs, unet_precision=unet_precision)
-manifest = bl.study.prepare_manifest(run_dir, **settings)
-DATASET = manifest["dataset"].iloc[0].upper()
-print(f"dataset: {DATASET}; {manifest['patient_id'].nunique()} patients, {len(manifest)} slices")
-print(bl.study.segmentation_config(**settings, **unet_settings))
+P, manifest, DATASET = bl.notebook.open_run(globals())
 
 # %% [markdown]
 # ## Each volume's sequences on one scale
@@ -94,24 +62,14 @@ print(bl.study.segmentation_config(**settings, **unet_settings))
 # patients as a coefficient of variation.
 
 # %%
-head_scale = []
-as_read = bl.pipeline.load_images(manifest, unet_image_size)
-rescaled = bl.segmentation.normalize_volumes(as_read, manifest["patient_id"].to_numpy())
-for version, stack in (("as read", as_read), ("rescaled per volume", rescaled)):
-    for patient, rows_of_patient in manifest.groupby("patient_id").indices.items():
-        for channel, sequence in enumerate(("pre-contrast", "FLAIR", "post-contrast")):
-            values = stack[rows_of_patient][..., channel]
-            head_scale.append({"version": version, "sequence": sequence, "patient_id": patient,
-                               "institution": manifest["institution"].iloc[rows_of_patient[0]],
-                               "p90": np.percentile(values[values > 0], 90)})
-head_scale = pd.DataFrame(head_scale)
-groups = head_scale.groupby(["version", "sequence"])["p90"]
-head_scale["relative to the mean"] = head_scale["p90"] / groups.transform("mean")
-fig = px.strip(head_scale, x="sequence", y="relative to the mean", color="institution",
+as_read = bl.pipeline.load_images(manifest, P.unet_image_size)
+rescaled = bl.transform.normalize_volumes(as_read, manifest["patient_id"].to_numpy())
+spread = bl.segmentation_report.head_intensity_spread(as_read, rescaled, manifest)
+fig = px.strip(spread.per_patient, x="sequence", y="relative to the mean", color="institution",
                facet_col="version", hover_data=["patient_id"],
                title=f"90th percentile of each patient's head per sequence ({DATASET})")
 fig.show()
-(groups.std() / groups.mean()).unstack("sequence").round(2)
+spread.spread.round(2)
 
 # %% [markdown]
 # ## Train the U-Net, fold by fold
@@ -121,21 +79,22 @@ fig.show()
 # (scanners and institutions give the sequences different scales; this uses the patient's
 # own images and no label, so test patients get it too), then each image is standardised.
 # In training, flips, small rotations and scaling move image and mask together, and each
-# sequence's gain is jittered. The decision threshold on the slice score is chosen on
-# validation patients taken from the training side, never on the test fold.
+# sequence's gain is jittered. The U-Net follows the classifiers' protocol through the same
+# runner: under the validated protocol the inner validation patients of each fold pick its
+# epoch and the decision threshold on its slice score, never the test fold.
 
 # %% tags=["nbval-ignore-output"]
-classifier_predictions = bl.study.train_models(run_dir, progress="log", **settings)
-unet_predictions = bl.study.segment_tumors(run_dir, progress="log", **settings, **unet_settings)
-folder = bl.study.segmentation_dir(run_dir, **settings, **unet_settings)
+print(bl.study.segmentation_config(P))
+classifier_predictions = bl.study.run_models(P)
+unet_predictions = bl.study.run_models(P, ["unet"])
+folder = bl.study.model_dir(P, "unet")
+three = pd.concat([bl.report.main_predictions(classifier_predictions), unet_predictions],
+                  ignore_index=True)
 
 # %%
-histories = bl.segmentation.read_histories(folder)
-long = histories.melt(id_vars=["fold", "epoch"], value_vars=["loss", "val_loss"],
-                      var_name="set", value_name="Dice + cross-entropy loss")
-fig = px.line(long, x="epoch", y="Dice + cross-entropy loss", color="set", facet_col="fold",
-              markers=True, title=f"U-Net learning curves per patient fold ({DATASET})")
-fig.show()
+histories = bl.study.read_histories(P, ["unet"])
+bl.plots.learning_curves_figure(histories, quantities=("loss",), title=(
+    f"U-Net learning curves per patient fold, Dice + cross-entropy loss ({DATASET})")).show()
 
 # %% [markdown]
 # ## How good are the masks? (eqs. 15-17)
@@ -148,14 +107,14 @@ fig.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-raw = bl.segmentation.evaluate_run(folder, manifest)
-largest = bl.segmentation.evaluate_run(folder, manifest, keep_largest_component=True)
+raw = bl.masks.evaluate_run(folder, manifest)
+largest = bl.masks.evaluate_run(folder, manifest, keep_largest_component=True)
 pd.concat({"raw masks": raw.to_frame(), "largest component": largest.to_frame()}).round(3)
 
 # %%
 # NBVAL_CHECK_OUTPUT
 tumor_patients = raw.patients[raw.patients["n_tumor_slices"] > 0]
-interval = bl.segmetrics.mean_dice_interval(tumor_patients["dice"], seed=seed)
+interval = bl.segmetrics.mean_dice_interval(tumor_patients["dice"], seed=P.seed)
 print(f"mean per-patient Dice ({DATASET}, patients with a tumor): {interval.mean:.3f}, "
       f"95% CI {interval.ci_low:.3f}-{interval.ci_high:.3f} "
       f"(patient bootstrap, {interval.n_patients} patients)")
@@ -168,10 +127,12 @@ fig.update_xaxes(showticklabels=False)
 fig.show()
 
 # %% [markdown]
-# ## Where it fails: small tumors
+# ## Where it fails
 #
-# The slices where the U-Net misses are mostly those with the smallest tumors, the same
-# slices the classifiers miss.
+# Each dot is a tumor slice: its true tumor area against the Dice of the predicted mask.
+# The table after it counts, per model, the tumor slices it missed, how many of those the
+# other models missed too, the median tumor area of its missed and found tumor slices, and
+# the patients with a tumor of which it found not one tumor slice.
 
 # %%
 slices = raw.slices[raw.slices["tumor_slice"]]
@@ -180,6 +141,10 @@ fig = px.scatter(slices, x="true_pixels", y="dice", log_x=True, opacity=0.5,
                  labels={"true_pixels": "true tumor area, pixels"})
 fig.show()
 
+
+# %%
+# NBVAL_CHECK_OUTPUT
+bl.segmentation_report.missed_overlap(three, ["unet", *P.model_names]).table
 # %% [markdown]
 # ## True and predicted masks: the best and the worst patient
 #
@@ -187,7 +152,7 @@ fig.show()
 # blue (purple where they agree).
 
 # %%
-rows, predicted = bl.segmentation.predicted_masks(folder, manifest)
+rows, predicted = bl.masks.predicted_masks(folder, manifest)
 rows = rows.reset_index()
 scored = per_patient[per_patient["n_tumor_slices"] > 0]
 tiles, names = [], []
@@ -217,15 +182,7 @@ fig.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-scores = bl.segmentation.read_slice_scores(folder)
-auc_by_fold = scores.groupby("fold").apply(
-    lambda fold: pd.Series({"slices": len(fold),
-                            "AUC, own maximum": bl.metrics.roc_auc(fold["label"], fold["max_logit"]),
-                            "AUC, with neighbours": bl.metrics.roc_auc(fold["label"], fold["max_logit_3d"])}),
-    include_groups=False)
-auc_by_fold.loc["pooled"] = [len(scores), bl.metrics.roc_auc(scores["label"], scores["max_logit"]),
-                             bl.metrics.roc_auc(scores["label"], scores["max_logit_3d"])]
-auc_by_fold.astype({"slices": int}).round(3)
+bl.segmentation_report.auc_by_fold(bl.masks.read_slice_scores(folder)).round(3)
 
 # %% [markdown]
 # ## Three classifiers on the same slices
@@ -236,24 +193,12 @@ auc_by_fold.astype({"slices": int}).round(3)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-main = classifier_predictions[(classifier_predictions["scheme"] == "patient")
-                              & (classifier_predictions["control"] == "none")]
-three = pd.concat([main, unet_predictions], ignore_index=True)
 bl.metrics.metrics_table(three, by=("model",)).drop(columns=["note"]).round(3)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-comparisons = []
-for other in [m.strip() for m in models.split(",")]:
-    paired = bl.stats.pair_predictions(three, "unet", other)
-    mcnemar = bl.stats.mcnemar_test(paired)
-    delong = bl.stats.delong_test(paired, cluster="patient_id")
-    comparisons.append({"comparison": f"unet - {other}",
-                        "accuracy difference": round(mcnemar.difference, 3),
-                        "McNemar p (exact)": float(f"{mcnemar.pvalue:.3g}"),
-                        "AUC difference": round(delong.difference, 3),
-                        "DeLong p (patient-clustered)": float(f"{delong.pvalue:.3g}")})
-pd.DataFrame(comparisons)
+bl.segmentation_report.three_way_comparison(three, "unet", P.model_names).round(
+    {"accuracy difference": 3, "AUC difference": 3})
 
 # %% [markdown]
 # ## What the masks are worth
@@ -261,6 +206,7 @@ pd.DataFrame(comparisons)
 # A slice label says only *whether* a tumor is there; a mask says *where*. A U-Net trained
 # from scratch on the masks learns from every tumor pixel, and its maximum pixel score,
 # taken with the neighbouring slices', is a slice classifier in its own right. The tables
-# above compare it with the slice-label classifiers on the same patients; on the real data
-# (the `sample` and `full` profiles) this is the comparison that matters, and these
-# PHANTOM numbers only show that the machinery works.
+# above compare it with the slice-label classifiers on the same patients and folds, under
+# the same protocol. On the PHANTOM dataset these numbers only show that the machinery
+# works; on real data (the `sample` and `full` profiles) this is the comparison that
+# matters.

@@ -8,7 +8,7 @@ import papermill
 import pytest
 import yaml
 
-from brainlib import study
+from brainlib import params, study
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = study.notebook_sources()
@@ -36,10 +36,13 @@ def test_py_and_ipynb_pair_is_in_sync(source):
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
-def test_each_notebook_has_a_parameters_cell_with_run_dir(source):
+def test_each_notebook_declares_only_profile_and_overrides(source):
+    """Every chapter reads the one schema: its parameters cell holds what papermill injects."""
     parameters = papermill.inspect_notebook(str(source.with_suffix(".ipynb")))
-    assert "run_dir" in parameters
-    assert study._declared_parameters(jupytext.read(source)) == set(parameters)
+    assert set(parameters) == {"profile", "overrides"}
+    assert study.declared_parameters(jupytext.read(source)) == set(parameters)
+    assert "bl.notebook.start(globals())" in source.read_text() or \
+        "bl.notebook.open_run(globals())" in source.read_text()
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
@@ -58,56 +61,49 @@ def test_every_notebook_is_a_chapter_of_the_book():
         assert f"notebooks/{source.stem}" in toc
 
 
-def test_profiles_load_and_overrides_are_typed():
-    for name in study.profile_names():
-        params = study.load_profile(name)
-        assert {"data_source", "seed", "n_folds", "epochs"} <= set(params)
-    default = study.load_profile("default")
-    overrides = study.parse_overrides(["epochs=2", "augment=true", "learning_rate=0.01"], default)
-    assert overrides == {"epochs": 2, "augment": True, "learning_rate": 0.01}
-    with pytest.raises(ValueError, match="epochs expects int"):
-        study.parse_overrides(["epochs=two"], default)
-    with pytest.raises(ValueError, match="unknown parameter"):
-        study.load_profile("default", {"epoch": 3})
-    with pytest.raises(ValueError, match="unknown profile"):
-        study.load_profile("nope")
-
-
-def test_notebooks_and_scripts_share_trained_folders_on_real_data():
-    """A notebook always carries `phantom_patients`; on real data it must not change the
-    folder the models are trained into, on the phantom it must."""
-    real = {k: v for k, v in study.load_profile("sample").items() if k != "phantom_patients"}
-    for folder in (study.training_dir, study.segmentation_dir):
-        assert folder("run", **real) == folder("run", **real, phantom_patients=12)
-    phantom = {k: v for k, v in study.load_profile("default").items() if k != "phantom_patients"}
-    for folder in (study.training_dir, study.segmentation_dir):
-        assert folder("run", **phantom, phantom_patients=12) != \
-            folder("run", **phantom, phantom_patients=24)
-
-
 def test_study_runs_a_notebook_with_overrides_then_resumes(tmp_path, monkeypatch, capsys):
     """papermill overrides the parameters cell; a finished notebook is not run again."""
-    overrides = {"phantom_patients": 6, "n_folds": 3}
-    run_dir = study.run_study("default", overrides, run_root=tmp_path, only=["02_data"])
+    overrides = {"phantom_patients": 6, "n_folds": 3, "run_dir": str(tmp_path / "default")}
+    run_dir = study.run_study("default", overrides, only=["02_data"])
     executed = json.loads((run_dir / "02_data.ipynb").read_text())
     injected = [c for c in executed["cells"]
                 if "injected-parameters" in c["metadata"].get("tags", [])]
-    assert injected and "phantom_patients = 6" in "".join(injected[0]["source"])
+    assert injected and '"phantom_patients": 6' in "".join(injected[0]["source"])
     manifest = study.read_manifest(run_dir)
     assert manifest["patient_id"].nunique() == 6
     assert set(manifest["fold_patient"]) == {0, 1, 2}
     assert (manifest["dataset"] == "phantom").all()
     capsys.readouterr()
-    study.run_study("default", overrides, run_root=tmp_path, only=["02_data"])
+    study.run_study("default", overrides, only=["02_data"])
     assert "up to date, not re-run" in capsys.readouterr().out
 
 
 def test_a_failing_notebook_is_reported_plainly_and_keeps_its_executed_copy(tmp_path):
-    overrides = {"phantom_patients": 6, "n_folds": 3, "image_size": 16}  # too small: refused
+    overrides = {"phantom_patients": 6, "n_folds": 3, "image_size": 32,  # too small for the head
+                 "run_dir": str(tmp_path / "default")}
     with pytest.raises(study.NotebookFailed) as error:
-        study.run_study("default", overrides, run_root=tmp_path, only=["04_training"])
+        study.run_study("default", overrides, only=["04_training"])
     message = str(error.value)
     assert "04_training" in message and "input_size" in message
     executed = tmp_path / "default" / "04_training.failed.ipynb"
     assert executed.exists() and str(executed) in message
     assert not (tmp_path / "default" / "04_training.ipynb").exists()
+
+
+def test_study_force_retrains_the_models_of_the_current_settings(tmp_path, monkeypatch):
+    """`study --force` deletes the trained units of the current parameters (other settings'
+    units stay), so every model retrains; a plain run reads them back."""
+    overrides = {"phantom_patients": 6, "n_folds": 3, "epochs": 1, "leakage_experiment": False,
+                 "models": "vgg16", "run_dir": str(tmp_path / "run")}
+    resolved = params.resolve("default", overrides)
+    study.run_models(resolved, progress=False)
+    folder = study.model_dir(resolved, "vgg16")
+    other = study.model_dir(params.resolve("default", {**overrides, "epochs": 2}), "vgg16")
+    other.mkdir(parents=True)
+    stamp = (folder / "patient-none-fold0" / "predictions.csv").stat().st_mtime_ns
+    study.run_models(resolved, progress=False)
+    assert (folder / "patient-none-fold0" / "predictions.csv").stat().st_mtime_ns == stamp
+    assert study.study_main(["-p", "phantom_patients=6", "-p", "n_folds=3", "-p", "epochs=1",
+                             "-p", "leakage_experiment=false", "-p", "models=vgg16",
+                             "-p", f"run_dir={tmp_path / 'run'}", "--force", "--only", "none"]) == 0
+    assert not folder.exists() and other.exists()

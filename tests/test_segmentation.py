@@ -8,11 +8,13 @@ import pandas as pd
 import pytest
 import tifffile
 
-from brainlib import data, metrics, pipeline, segmentation, splits, stats, train
+from brainlib import (data, loss, masks as mask_store, metrics, pipeline, runner, scores as slice,
+                      segmenter, splits, stats, transform, unet)
 
 SIZE = 32
-TINY = segmentation.SegmentationConfig(image_size=SIZE, widths=(4, 8, 16), epochs=1,
-                                       batch_size=16, validation_fraction=0.25, seed=3)
+TINY = segmenter.SegmentationConfig(image_size=SIZE, widths=(4, 8, 16), epochs=1,
+                                    batch_size=16, seed=3)
+RUN = dict(seed=3, validation_fraction=0.25, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -23,50 +25,55 @@ def manifest(phantom_kaggle_3m):
 @pytest.fixture(scope="module")
 def finished_run(manifest, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("segmentation-run")
-    table = segmentation.run_segmentation_cv(manifest, run_dir, TINY, progress=False)
-    return run_dir, table
+    table = runner.run_units(manifest, run_dir, [segmenter.SegmenterFamily(TINY)], **RUN)
+    return model_folder(run_dir, manifest), table
+
+
+def model_folder(run_dir, manifest, config=TINY):
+    return runner.model_dir(run_dir, segmenter.SegmenterFamily(config), "validated", manifest,
+                            seed=3, validation_fraction=0.25)
 
 
 # ----------------------------------------------------------------------------- models
 
 
 def test_unet_gives_one_channel_of_logits_and_about_half_a_million_parameters():
-    model = segmentation.build_unet(128)
+    model = unet.build_unet(128)
     assert model.output.shape == (None, 128, 128, 1)
     assert 0.45e6 < model.count_params() < 0.55e6
     assert model.get_layer("logits").activation.__name__ == "linear"
     with pytest.raises(ValueError, match="divisible by 8"):
-        segmentation.build_unet(36)
+        unet.build_unet(36)
 
 
 def test_resunet_uses_resnet50_as_encoder():
-    model = segmentation.build_resunet(64)
+    model = unet.build_resunet(64)
     assert model.output.shape == (None, 64, 64, 1)
     assert model.get_layer("resnet50_encoder").get_layer("conv4_block6_out") is not None
     with pytest.raises(ValueError, match="multiple of 32"):
-        segmentation.build_resunet(48)
+        unet.build_resunet(48)
 
 
 def test_mixed_precision_unet_keeps_float32_weights_and_logits():
-    model = segmentation.build_unet(SIZE, (4, 8), precision="mixed_bfloat16")
+    model = unet.build_unet(SIZE, (4, 8), precision="mixed_bfloat16")
     conv = model.get_layer("encoder1_conv1")
     assert conv.compute_dtype == "bfloat16" and conv.kernel.dtype == "float32"
     assert model.get_layer("logits").compute_dtype == "float32"
     logits = model(np.zeros((2, SIZE, SIZE, 3), np.float32))
     assert logits.dtype == "float32"
     # same seed, same initial weights as the float32 model: only the arithmetic changes
-    plain = segmentation.build_unet(SIZE, (4, 8))
+    plain = unet.build_unet(SIZE, (4, 8))
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), plain.get_weights()))
     with pytest.raises(ValueError, match="precision must be one of"):
-        segmentation.build_unet(SIZE, (4, 8), precision="float16")
+        unet.build_unet(SIZE, (4, 8), precision="float16")
     with pytest.raises(ValueError, match="unet' only"):
-        segmentation.SegmentationConfig(model="resunet", precision="mixed_bfloat16")
+        segmenter.SegmentationConfig(model="resunet", precision="mixed_bfloat16")
 
 
 def test_same_seed_same_initial_weights():
-    first = segmentation.build_unet(SIZE, (4, 8), seed=5).get_weights()
-    second = segmentation.build_unet(SIZE, (4, 8), seed=5).get_weights()
-    other = segmentation.build_unet(SIZE, (4, 8), seed=6).get_weights()
+    first = unet.build_unet(SIZE, (4, 8), seed=5).get_weights()
+    second = unet.build_unet(SIZE, (4, 8), seed=5).get_weights()
+    other = unet.build_unet(SIZE, (4, 8), seed=6).get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
     assert not np.array_equal(first[0], other[0])
 
@@ -103,13 +110,13 @@ def test_augmentation_moves_image_and_mask_identically():
         top, left = rng.integers(4, 20, 2)
         masks[index, top:top + 8, left:left + 5] = 1
     images = np.concatenate([masks * 255, rng.uniform(0, 255, (8, SIZE, SIZE, 2))], axis=-1)
-    transforms = segmentation.random_transforms(8, SIZE, [7, 0], rotation_degrees=15, scale=0.05)
-    moved_images, moved_masks = segmentation.augment_pair(images, masks, transforms)
+    transforms = transform.random_transforms(8, SIZE, [7, 0], rotation_degrees=15, scale=0.05)
+    moved_images, moved_masks = transform.augment_pair(images, masks, transforms)
     # channel 0 is the mask x 255: it must land exactly where the mask lands
     expected = (moved_images.numpy()[..., 0] > 127.5)
     assert np.array_equal(moved_masks.numpy()[..., 0].astype(bool), expected)
     assert not np.array_equal(moved_masks.numpy(), masks)  # something did move
-    again = segmentation.random_transforms(8, SIZE, [7, 0], rotation_degrees=15, scale=0.05)
+    again = transform.random_transforms(8, SIZE, [7, 0], rotation_degrees=15, scale=0.05)
     assert np.array_equal(transforms.numpy(), again.numpy())
 
 
@@ -117,8 +124,8 @@ def test_flip_only_transform_mirrors_exactly():
     rng = np.random.default_rng(2)
     images = rng.uniform(0, 255, (16, SIZE, SIZE, 3)).astype(np.float32)
     masks = (rng.random((16, SIZE, SIZE, 1)) > 0.5).astype(np.float32)
-    transforms = segmentation.random_transforms(16, SIZE, [3, 4], rotation_degrees=0, scale=0)
-    moved_images, moved_masks = segmentation.augment_pair(images, masks, transforms)
+    transforms = transform.random_transforms(16, SIZE, [3, 4], rotation_degrees=0, scale=0)
+    moved_images, moved_masks = transform.augment_pair(images, masks, transforms)
     mirrored = transforms.numpy()[:, 0] < 0
     assert 0 < mirrored.sum() < 16
     expected = np.where(mirrored[:, None, None, None], images[:, :, ::-1], images)
@@ -129,7 +136,7 @@ def test_flip_only_transform_mirrors_exactly():
 
 def test_per_image_standardisation():
     images = np.random.default_rng(3).integers(0, 200, (3, SIZE, SIZE, 3)).astype(np.uint8)
-    standardized = segmentation.standardize_per_image(images).numpy()
+    standardized = transform.standardize_per_image(images).numpy()
     np.testing.assert_allclose(standardized.mean(axis=(1, 2, 3)), 0, atol=1e-5)
     np.testing.assert_allclose(standardized.std(axis=(1, 2, 3)), 1, atol=1e-4)
 
@@ -145,7 +152,7 @@ def _two_patient_volumes():
 
 def test_volume_normalisation_removes_each_sequences_scale_per_patient():
     images, patients = _two_patient_volumes()
-    normalized = segmentation.normalize_volumes(images, patients)
+    normalized = transform.normalize_volumes(images, patients)
     assert normalized.dtype == np.uint8 and normalized.shape == images.shape
     assert (normalized[:, :4] == 0).all()
     for patient in "AB":
@@ -162,20 +169,20 @@ def test_volume_normalisation_removes_each_sequences_scale_per_patient():
 def test_volume_normalisation_needs_uint8_images_and_one_id_per_image():
     images, patients = _two_patient_volumes()
     with pytest.raises(ValueError, match="expected uint8"):
-        segmentation.normalize_volumes(images.astype(np.float32), patients)
+        transform.normalize_volumes(images.astype(np.float32), patients)
     with pytest.raises(ValueError, match="patient_ids has 9 entries"):
-        segmentation.normalize_volumes(images, patients[:9])
+        transform.normalize_volumes(images, patients[:9])
 
 
 def test_intensity_jitter_scales_each_channel_by_its_own_gain():
     images = np.random.default_rng(5).uniform(1, 100, (6, SIZE, SIZE, 3)).astype(np.float32)
-    jittered = segmentation.jitter_intensities(images, [1, 2], 0.2).numpy()
+    jittered = transform.jitter_intensities(images, [1, 2], 0.2).numpy()
     gains = jittered / images
     # one gain per image and channel, within exp(+-0.2), and not all the same
     np.testing.assert_allclose(gains, np.broadcast_to(gains[:, :1, :1, :], gains.shape), rtol=1e-5)
     assert np.all(gains > np.exp(-0.2) - 1e-6) and np.all(gains < np.exp(0.2) + 1e-6)
     assert np.ptp(gains[:, 0, 0, :]) > 0.01
-    again = segmentation.jitter_intensities(images, [1, 2], 0.2).numpy()
+    again = transform.jitter_intensities(images, [1, 2], 0.2).numpy()
     np.testing.assert_array_equal(jittered, again)
 
 
@@ -184,8 +191,8 @@ def test_neighbour_flair_comes_from_the_same_patients_adjacent_slices():
     manifest = pd.DataFrame({"patient_id": ["A", "A", "B", "A", "B"],
                              "slice_number": [2, 1, 1, 3, 2]})
     images = np.zeros((5, 4, 4, 3), np.uint8)
-    images[..., segmentation.FLAIR_CHANNEL] = (np.array([12, 11, 21, 13, 22]))[:, None, None]
-    stacked = segmentation.add_neighbour_flair(images, manifest)
+    images[..., transform.FLAIR_CHANNEL] = (np.array([12, 11, 21, 13, 22]))[:, None, None]
+    stacked = transform.add_neighbour_flair(images, manifest)
     assert stacked.shape == (5, 4, 4, 5)
     np.testing.assert_array_equal(stacked[..., :3], images)
     assert stacked[:, 0, 0, 3].tolist() == [11, 11, 21, 12, 21]  # below (an end repeats itself)
@@ -196,22 +203,22 @@ def test_a_unet_with_neighbour_slices_trains_and_predicts_on_five_channels(manif
     config = TINY.replace(neighbour_slices=True)
     images = pipeline.load_images(manifest, SIZE)[:24]
     masks = pipeline.load_masks(manifest, SIZE)[:24]
-    stacked = segmentation.add_neighbour_flair(images, manifest.iloc[:24])
-    trained = segmentation.train_segmenter(stacked, masks, config)
+    stacked = transform.add_neighbour_flair(images, manifest.iloc[:24])
+    trained = segmenter.train_segmenter(stacked, masks, config)
     assert trained.model.input.shape[-1] == 5
     assert trained.predict_logits(stacked).shape == (24, SIZE, SIZE)
     with pytest.raises(ValueError, match=r"expected \(N, 32, 32, 5\)"):
-        segmentation.train_segmenter(images, masks, config)
+        segmenter.train_segmenter(images, masks, config)
     with pytest.raises(ValueError, match="neighbour_slices needs model='unet'"):
-        segmentation.SegmentationConfig(model="resunet", neighbour_slices=True)
+        segmenter.SegmentationConfig(model="resunet", neighbour_slices=True)
 
 
 def test_a_mixed_precision_unet_trains_reproducibly_on_cpu(manifest):
     config = TINY.replace(precision="mixed_bfloat16", epochs=2)
     images = pipeline.load_images(manifest, SIZE)[:24]
     masks = pipeline.load_masks(manifest, SIZE)[:24]
-    first = segmentation.train_segmenter(images, masks, config)
-    second = segmentation.train_segmenter(images, masks, config)
+    first = segmenter.train_segmenter(images, masks, config)
+    second = segmenter.train_segmenter(images, masks, config)
     logits = first.predict_logits(images)
     assert logits.dtype == np.float32 and np.isfinite(logits).all()
     assert first.history["loss"].notna().all()
@@ -225,18 +232,18 @@ def test_dice_bce_loss_is_small_for_a_confident_right_answer():
     masks = np.zeros((2, 8, 8, 1), np.float32)
     masks[:, 2:5, 2:5] = 1
     right = np.where(masks > 0, 20.0, -20.0).astype(np.float32)
-    assert float(segmentation.soft_dice(masks, right)) == pytest.approx(1, abs=1e-6)
-    assert float(segmentation.dice_bce_loss(masks, right)) < 1e-6
-    assert float(segmentation.dice_bce_loss(masks, -right)) > 1
-    assert float(segmentation.soft_dice(np.zeros_like(masks), np.full_like(right, -30))) == pytest.approx(1)
+    assert float(loss.soft_dice(masks, right)) == pytest.approx(1, abs=1e-6)
+    assert float(loss.dice_bce_loss(masks, right)) < 1e-6
+    assert float(loss.dice_bce_loss(masks, -right)) > 1
+    assert float(loss.soft_dice(np.zeros_like(masks), np.full_like(right, -30))) == pytest.approx(1)
 
 
 def test_p_tumor_keeps_the_ranking_of_large_logits():
     logits = np.zeros((3, 4, 4), np.float32)
     logits[:, 0, 0] = [18.0, 25.0, 33.0]  # float32 sigmoid would tie all three at 1.0
     rows = pd.DataFrame({"patient_id": ["A", "B", "C"], "slice_number": [1, 1, 1]})
-    scores = segmentation.slice_scores(logits, rows)
-    p_tumor = segmentation.p_tumor_from_score(segmentation.score_values(scores, "max_probability"),
+    scores = slice.slice_scores(logits, rows)
+    p_tumor = slice.p_tumor_from_score(slice.score_values(scores, "max_probability"),
                                               "max_probability")
     assert p_tumor.dtype == np.float64 and np.all(np.diff(p_tumor) > 0) and p_tumor.max() < 1
     assert scores["tumor_area"].tolist() == pytest.approx([1 / 16] * 3)
@@ -248,40 +255,40 @@ def test_3d_slice_score_averages_each_slice_with_its_volume_neighbours():
                          "slice_number": [2, 1, 1, 3, 2]})
     logits = np.full((5, 4, 4), -10.0, np.float32)
     logits[:, 1, 1] = [6.0, -3.0, 0.0, 3.0, 9.0]
-    scores = segmentation.slice_scores(logits, rows)
+    scores = slice.slice_scores(logits, rows)
     # A: slices 1, 2, 3 have max 0, 6, 3; B: slices 1, 2 have -3, 9
     expected = [(0 + 6 + 3) / 3, (-3 - 3 + 9) / 3, (0 + 0 + 6) / 3, (6 + 3 + 3) / 3, (-3 + 9 + 9) / 3]
     np.testing.assert_allclose(scores["max_logit_3d"], expected)
     np.testing.assert_allclose(scores["max_logit"], [6, -3, 0, 3, 9])
-    p_tumor = segmentation.p_tumor_from_score(
-        segmentation.score_values(scores, "max_probability_3d"), "max_probability_3d")
+    p_tumor = slice.p_tumor_from_score(
+        slice.score_values(scores, "max_probability_3d"), "max_probability_3d")
     np.testing.assert_allclose(p_tumor, 1 / (1 + np.exp(-np.array(expected))))
     with pytest.raises(ValueError, match="rows has 4 entries"):
-        segmentation.slice_scores(logits, rows.iloc[:4])
+        slice.slice_scores(logits, rows.iloc[:4])
 
 
 def test_threshold_is_chosen_on_validation_scores():
     y_true = np.array([0, 0, 0, 1, 1, 1])
     scores = np.array([-5.0, -1.0, 2.0, 4.0, 6.0, 9.0])
-    chosen = segmentation.choose_threshold(y_true, scores)
+    chosen = slice.choose_threshold(y_true, scores)
     assert chosen.threshold == pytest.approx(3.0) and chosen.validation_accuracy == 1.0
-    one_class = segmentation.choose_threshold(np.zeros(3, int), np.array([1.0, 2.0, 3.0]))
+    one_class = slice.choose_threshold(np.zeros(3, int), np.array([1.0, 2.0, 3.0]))
     assert one_class.threshold == 0.0 and one_class.rule.startswith("default")
 
 
 def test_upsampled_logits_keep_a_constant_map():
     logits = np.full((2, 4, 4), 3.0, np.float32)
-    assert np.allclose(segmentation.upsample_logits(logits, 8), 3.0)
-    assert segmentation.upsample_logits(logits, 8).shape == (2, 8, 8)
+    assert np.allclose(mask_store.upsample_logits(logits, 8), 3.0)
+    assert mask_store.upsample_logits(logits, 8).shape == (2, 8, 8)
 
 
 # ----------------------------------------------------------------------------- the runner
 
 
 def test_predictions_table_has_the_classifiers_columns(manifest, finished_run):
-    run_dir, table = finished_run
-    expected = list(manifest.columns) + list(train.PREDICTION_COLUMNS)
-    assert list(table.columns) == expected
+    folder, table = finished_run
+    added = ["model", "protocol", "scheme", "control", "fold", "y_true", "p_tumor", "threshold", "y_pred"]
+    assert list(table.columns) == list(manifest.columns) + added
     assert len(table) == len(manifest) and set(table["fold"]) == {0, 1}
     assert set(table["model"]) == {"unet"} and set(table["control"]) == {"none"}
     metrics.check_predictions(table)
@@ -291,12 +298,13 @@ def test_predictions_table_has_the_classifiers_columns(manifest, finished_run):
     assert len(paired) == len(manifest)
 
 
-def test_each_fold_saves_history_masks_and_threshold(manifest, finished_run):
-    run_dir, table = finished_run
-    unit = run_dir / "units" / "unet-patient-none-fold0"
+def test_each_unit_saves_history_masks_and_threshold(manifest, finished_run):
+    folder, table = finished_run
+    unit = folder / "patient-none-fold0"
     history = pd.read_csv(unit / "history.csv")
     assert {"epoch", "loss", "soft_dice", "val_loss", "seconds", "best"} <= set(history.columns)
-    saved = segmentation.read_fold_masks(unit / "masks.npz")
+    assert set(history["validation_set"]) == {"inner_validation"}
+    saved = mask_store.read_unit_masks(unit / "masks.npz")
     test_rows = table[table["fold"] == 0]
     assert saved["logits"].shape == (len(test_rows), SIZE, SIZE)
     assert int(saved["original_size"]) == 64
@@ -304,15 +312,16 @@ def test_each_fold_saves_history_masks_and_threshold(manifest, finished_run):
     scores = pd.read_csv(unit / "slice_scores.csv")
     # the default slice score: the max logit averaged with the volume's neighbouring slices
     assert np.allclose(1 / (1 + np.exp(-scores["max_logit_3d"])), test_rows["p_tumor"])
+    assert ((scores["max_logit_3d"] > test_rows["threshold"].to_numpy()) == test_rows["y_pred"]).all()
     np.testing.assert_allclose(scores["max_logit"], saved["logits"].astype(np.float32).max(axis=(1, 2)),
                                rtol=1e-3, atol=1e-2)
-    both = segmentation.read_slice_scores(run_dir)
+    both = mask_store.read_slice_scores(folder)
     assert sorted(both["fold"].unique()) == [0, 1] and len(both) == len(table)
 
 
 def test_evaluate_run_scores_every_slice_at_the_original_size(manifest, finished_run):
-    run_dir, _ = finished_run
-    result = segmentation.evaluate_run(run_dir, manifest)
+    folder, _ = finished_run
+    result = mask_store.evaluate_run(folder, manifest)
     assert len(result.slices) == len(manifest)
     assert result.patients["patient_id"].nunique() == manifest["patient_id"].nunique()
     assert set(result.slices["fold"]) == {0, 1}
@@ -320,42 +329,15 @@ def test_evaluate_run_scores_every_slice_at_the_original_size(manifest, finished
 
 def test_same_seed_same_predictions(manifest, finished_run, tmp_path):
     _, first = finished_run
-    second = segmentation.run_segmentation_cv(manifest, tmp_path / "again", TINY, progress=False)
+    second = runner.run_units(manifest, tmp_path, [segmenter.SegmenterFamily(TINY)], **RUN)
     np.testing.assert_array_equal(first["p_tumor"].to_numpy(), second["p_tumor"].to_numpy())
-
-
-def test_runner_resumes_after_a_finished_fold(manifest, finished_run, tmp_path, monkeypatch):
-    run_dir, full = finished_run
-    resumed_dir = tmp_path / "resumed"
-    resumed_dir.mkdir()
-    (resumed_dir / "run.json").write_text((run_dir / "run.json").read_text())
-    data.write_csv_atomic(full[full["fold"] == 0], resumed_dir / "predictions.csv")  # stopped after fold 0
-    trained_folds = []
-    original = segmentation._train_fold
-
-    def counting(*args, **kwargs):
-        trained_folds.append(args[5])
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(segmentation, "_train_fold", counting)
-    table = segmentation.run_segmentation_cv(manifest, resumed_dir, TINY, progress=False)
-    assert trained_folds == [1]
-    assert sorted(table["fold"].unique()) == [0, 1] and len(table) == len(manifest)
-    trained_folds.clear()
-    segmentation.run_segmentation_cv(manifest, resumed_dir, TINY, progress=False)
-    assert trained_folds == []  # nothing left to do
-
-
-def test_a_run_folder_refuses_other_settings(manifest, finished_run):
-    run_dir, _ = finished_run
-    with pytest.raises(ValueError, match="other settings"):
-        segmentation.run_segmentation_cv(manifest, run_dir, TINY.replace(epochs=2), progress=False)
+    np.testing.assert_array_equal(first["y_pred"].to_numpy(), second["y_pred"].to_numpy())
 
 
 def test_config_rejects_unknown_choices():
     with pytest.raises(ValueError, match="model must be one of"):
-        segmentation.SegmentationConfig(model="segnet")
+        segmenter.SegmentationConfig(model="segnet")
     with pytest.raises(ValueError, match="slice_score must be one of"):
-        segmentation.SegmentationConfig(slice_score="mean")
+        segmenter.SegmentationConfig(slice_score="mean")
     with pytest.raises(ValueError, match="intensity_normalization must be one of"):
-        segmentation.SegmentationConfig(intensity_normalization="histogram")
+        segmenter.SegmentationConfig(intensity_normalization="histogram")

@@ -1,0 +1,356 @@
+"""Chapter 06's comparison of two models on the same held-out slices, and what it concludes.
+
+``compare_models`` runs every test the chapter reports on the main experiment (patient
+folds, true labels): McNemar, slice and patient bootstraps, Beta, Dirichlet and patient
+Bayesian-bootstrap posteriors, DeLong plain and patient-clustered, fold-level t-tests, and
+Holm's correction, and keeps each result as a field of one ``ModelComparison``.
+``conclusions`` writes the chapter's closing sentences from those results and the audit of
+the paper's tables; ``priors_table`` lists the prior behind each Bayesian result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import metrics, stats
+from .report import (
+    differences_only, interval_side, lean, main_predictions, patient_intervals, percent_points,
+)
+
+FOLD_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "auc")
+BETA_PRIOR = (1.0, 1.0)
+"""The uniform prior of each model's proportions (Beta-Binomial)."""
+
+
+@dataclass
+class ModelComparison(stats.Result):
+    """Every paired comparison of model a with model b that chapter 06 reports (a - b)."""
+
+    model_a: str
+    model_b: str
+    rope: float
+    n_slices: int
+    n_patients: int
+    n_folds: int
+    counts: pd.DataFrame
+    """2x2 table: rows a right/wrong, columns b right/wrong."""
+    mcnemar: stats.McNemarResult
+    mcnemar_methods: pd.DataFrame
+    slice_intervals: pd.DataFrame
+    """``stats.bootstrap_metrics`` resampling slices: one row per (metric, model)."""
+    patient_intervals: pd.DataFrame
+    """``report.patient_intervals``: eqs. (30)-(35) and AUC, resampling patients."""
+    intervals: pd.DataFrame
+    """Both, side by side: index (metric, model, resampled)."""
+    differences: pd.DataFrame
+    """The a - b rows of both, with ``unit`` and ``label`` (input of ``plots.forest_figure``)."""
+    posteriors: pd.DataFrame
+    """``stats.posterior_table``: Beta posteriors of each model's proportions."""
+    beta_posteriors: dict
+    """"<model> <metric>" -> ``stats.BetaPosterior`` of accuracy, sensitivity, specificity."""
+    slice_posterior: stats.PairedPosterior
+    patient_posterior: stats.PairedPosterior
+    delong: stats.DeLongResult
+    delong_clustered: stats.DeLongResult
+    auc_tests: pd.DataFrame
+    """DeLong, clustered DeLong and the patient bootstrap of the AUC difference."""
+    fold_tests: dict
+    """metric -> ``stats.FoldComparison``, for the metrics that could be tested."""
+    fold_skipped: dict
+    """metric -> why it was not tested across folds."""
+    fold_table: pd.DataFrame
+    slice_tests: pd.DataFrame
+    """``stats.paired_metric_tests``: McNemar on all, tumor and tumor-free slices."""
+    holm: pd.DataFrame
+    """Both Holm families (index family, row)."""
+    holm_slices: stats.HolmResult
+    holm_folds: stats.HolmResult | None
+    paired: pd.DataFrame = field(repr=False, default=None)
+
+    @property
+    def accuracy_patients(self) -> pd.Series:
+        """The patient-bootstrap row of the accuracy difference (estimate, ci_low, ci_high)."""
+        rows = differences_only(self.patient_intervals)
+        return rows[rows["metric"] == "accuracy"].iloc[0]
+
+    @property
+    def auc_patients(self) -> pd.Series:
+        rows = differences_only(self.patient_intervals)
+        return rows[rows["metric"] == "auc"].iloc[0]
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Per Holm family, how many tests reject "no difference" at its alpha."""
+        return {family: int(rows["reject"].sum())
+                for family, rows in self.holm.groupby(level="family", sort=False)}
+
+    def title(self) -> str:
+        return (f"{self.model_a} - {self.model_b}: {self.n_slices} paired slices of "
+                f"{self.n_patients} patients, {self.n_folds} folds, ROPE +-{self.rope:g}")
+
+    def notes(self) -> list[str]:
+        return [f"not tested across folds: {m}: {why}" for m, why in self.fold_skipped.items()]
+
+    def to_frame(self) -> pd.DataFrame:
+        """The headline: each method's difference a - b, interval, p-value or posterior."""
+        a, b = self.model_a, self.model_b
+        acc = self.accuracy_patients
+        slice_acc = differences_only(self.slice_intervals)
+        slice_acc = slice_acc[slice_acc["metric"] == "accuracy"].iloc[0]
+        rows = [
+            ("accuracy", "slices", "McNemar exact, Newcombe CI", self.mcnemar.difference,
+             self.mcnemar.ci_low, self.mcnemar.ci_high, self.mcnemar.pvalue, np.nan, np.nan),
+            ("accuracy", "slices", "bootstrap", slice_acc["estimate"], slice_acc["ci_low"],
+             slice_acc["ci_high"], np.nan, np.nan, np.nan),
+            ("accuracy", "patients", "bootstrap", acc["estimate"], acc["ci_low"], acc["ci_high"],
+             np.nan, np.nan, np.nan)]
+        for unit, post in (("slices", self.slice_posterior), ("patients", self.patient_posterior)):
+            rows.append(("accuracy", unit, post.method, post.mean_difference, post.ci_low,
+                         post.ci_high, np.nan, post.p_a_better, post.p_rope))
+        if "accuracy" in self.fold_tests:
+            t = self.fold_tests["accuracy"]
+            rows.append(("accuracy", "folds", "corrected t, Bayesian correlated t",
+                         t.corrected_ttest.mean_difference, t.corrected_ttest.ci_low,
+                         t.corrected_ttest.ci_high, t.corrected_ttest.pvalue,
+                         t.bayesian.p_a_better, t.bayesian.p_rope))
+        for unit, d in (("slices", self.delong), ("patients", self.delong_clustered)):
+            rows.append(("auc", unit, d.method, d.difference, d.ci_low, d.ci_high, d.pvalue,
+                         np.nan, np.nan))
+        auc = self.auc_patients
+        rows.append(("auc", "patients", "bootstrap", auc["estimate"], auc["ci_low"],
+                     auc["ci_high"], np.nan, np.nan, np.nan))
+        return pd.DataFrame(rows, columns=["metric", "unit", "method", f"{a} - {b}", "ci_low",
+                                           "ci_high", "pvalue", f"P({a} better)", "P(in ROPE)"])
+
+
+def _fold_tests(main, model_a, model_b, rope, n_folds):
+    tests, skipped = {}, {}
+    for metric in FOLD_METRICS:
+        if n_folds < 2:
+            skipped[metric] = f"needs at least 2 folds, found {n_folds}"
+            continue
+        try:
+            tests[metric] = stats.compare_folds(main, metric, model_a, model_b, rope=rope)
+        except ValueError as error:  # e.g. a fold where a model calls no slice tumor
+            skipped[metric] = str(error)
+    return tests, skipped
+
+
+def compare_models(predictions: pd.DataFrame, model_a: str, model_b: str, rope: float,
+                   n_resamples: int, seed: int, slice_resamples: int = 10_000,
+                   cache_dir=None) -> ModelComparison:
+    """Chapter 06's part 1 on the main experiment: every paired test of a against b.
+
+    ``n_resamples`` patients are resampled (shared with chapter 05 through ``cache_dir``),
+    ``slice_resamples`` slices. A single fold is allowed: the fold-level tests are then
+    listed in ``fold_skipped`` and left out of Holm's fold family.
+    """
+    main = main_predictions(predictions)
+    main = main[main["model"].isin([model_a, model_b])]
+    paired = stats.pair_predictions(main, model_a, model_b)
+    counts = pd.DataFrame(stats.paired_table(paired),
+                          index=pd.Index([f"{model_a} right", f"{model_a} wrong"], name=""),
+                          columns=[f"{model_b} right", f"{model_b} wrong"])
+    by_slice = stats.bootstrap_metrics(paired, n_resamples=slice_resamples, seed=seed).to_frame()
+    by_patient = patient_intervals(paired, n_resamples, seed, cache_dir=cache_dir)
+    columns = ["estimate", "ci_low", "ci_high", "ci_method"]
+    intervals = pd.concat(
+        {"slices": by_slice.set_index(["metric", "model"])[columns],
+         "patients": by_patient.set_index(["metric", "model"])[columns]},
+        names=["resampled"]).reorder_levels([1, 2, 0])
+    order = pd.MultiIndex.from_product([list(FOLD_METRICS),
+                                        [model_a, model_b, f"{model_a} - {model_b}"],
+                                        ["slices", "patients"]])
+    intervals = intervals.reindex([key for key in order if key in intervals.index])
+    differences = pd.concat([differences_only(by_slice).assign(unit="slices"),
+                             differences_only(by_patient).assign(unit="patients")],
+                            ignore_index=True)
+    differences["label"] = differences["metric"] + " (" + differences["unit"] + ")"
+
+    beta_posteriors = {}
+    for model, rows in main.groupby("model"):
+        c = metrics.confusion_counts(rows["y_true"], rows["y_pred"])
+        found = stats.metric_posteriors(c, prior=BETA_PRIOR).posteriors
+        for metric in ("accuracy", "sensitivity", "specificity"):
+            beta_posteriors[f"{model} {metric}"] = found[metric]
+
+    delong = stats.delong_test(paired)
+    delong_clustered = stats.delong_test(paired, cluster="patient_id")
+    auc_boot = differences_only(by_patient)
+    auc_boot = auc_boot[auc_boot["metric"] == "auc"].iloc[0]
+    auc_tests = pd.concat([delong.to_frame(), delong_clustered.to_frame(), pd.DataFrame([{
+        "method": "patient bootstrap (BCa)", "difference": auc_boot["estimate"],
+        "ci_low": auc_boot["ci_low"], "ci_high": auc_boot["ci_high"]}])], ignore_index=True)
+
+    n_folds = int(main["fold"].nunique())
+    fold_tests, fold_skipped = _fold_tests(main, model_a, model_b, rope, n_folds)
+    fold_table = (pd.concat([t.to_frame() for t in fold_tests.values()], ignore_index=True)
+                  if fold_tests else pd.DataFrame())
+    slice_tests = stats.paired_metric_tests(paired).to_frame()
+    family = {**dict(zip(slice_tests["test"], slice_tests["pvalue"])), "auc": delong.pvalue}
+    holm_slices = stats.holm_correction(list(family.values()), names=list(family))
+    families = {"slice-level (McNemar, DeLong)": holm_slices.to_frame()}
+    holm_folds = None
+    if fold_tests:
+        holm_folds = stats.holm_correction(fold_table["pvalue"].tolist(),
+                                           names=fold_table["metric"].tolist())
+        families["fold-level (corrected t)"] = holm_folds.to_frame()
+    holm = pd.concat(families, names=["family", "row"])
+
+    return ModelComparison(
+        model_a=model_a, model_b=model_b, rope=rope, n_slices=len(paired),
+        n_patients=int(paired["patient_id"].nunique()), n_folds=n_folds, counts=counts,
+        mcnemar=stats.mcnemar_test(paired, method="exact"),
+        mcnemar_methods=stats.mcnemar_methods(paired), slice_intervals=by_slice,
+        patient_intervals=by_patient, intervals=intervals, differences=differences,
+        posteriors=stats.posterior_table(main, prior=BETA_PRIOR), beta_posteriors=beta_posteriors,
+        slice_posterior=stats.paired_posterior(paired, prior=1.0, rope=rope, seed=seed),
+        patient_posterior=stats.patient_paired_posterior(paired, rope=rope, seed=seed),
+        delong=delong, delong_clustered=delong_clustered, auc_tests=auc_tests,
+        fold_tests=fold_tests, fold_skipped=fold_skipped, fold_table=fold_table,
+        slice_tests=slice_tests, holm=holm, holm_slices=holm_slices, holm_folds=holm_folds,
+        paired=paired)
+
+
+# ---------------------------------------------------------------------------- in words
+
+def paper_accuracy_gap(audit_result, model_a: str, model_b: str) -> float:
+    """The paper's claimed accuracy difference a - b (printed Table IV, as a proportion);
+    NaN when either model is not in the paper."""
+    printed = audit_result.table_iv
+    printed = printed[(printed["metric"] == "accuracy") & (printed["source"] == "counts")]
+    by_model = printed.groupby("model")["printed"].first()
+    if model_a not in by_model or model_b not in by_model:
+        return np.nan
+    return float(by_model[model_a] - by_model[model_b]) / 100
+
+
+def _paper_lines(audit_result, names) -> list[str]:
+    chosen = audit_result.matching_orientation
+    coverage = audit_result.coverage
+    scores = audit_result.rounding.set_index("orientation")
+    lines = []
+    if chosen is None:
+        lines.append("- No reading of Tables II-III matches the dataset's class totals, so no "
+                     "paired test can be derived from them.")
+    else:
+        allowed = audit_result.mcnemar[chosen]
+        largest = float(allowed.pvalue_range().loc["exact", "max"])
+        difference = float(allowed.to_frame()["difference"].iloc[0])
+        lines.append(f"- Read the only way that matches the dataset ({chosen}), every pairing of "
+                     f"errors they allow gives an exact McNemar p "
+                     f"{'below' if largest < 0.05 else 'above'} 0.05 (largest {largest:.2g}) for "
+                     f"an accuracy difference of {difference:+.4f}.")
+    lines.append(f"- But they count {coverage['share_of_dataset'].min():.0%} of the slices, so "
+                 "training slices were scored, and the split was by slice: the comparison is of "
+                 "fit to seen patients. No patient-level statement can be recovered from them.")
+    if chosen is not None:
+        row = scores.loc[chosen]
+        lines.append(f"- Table IV follows from Tables II-III by truncation in "
+                     f"{int(row['matches_truncated'])} of {int(row['entries'])} entries, by "
+                     f"rounding in {int(row['matches_rounded'])}.")
+    return lines
+
+
+def _claim_line(low: float, high: float, gap: float) -> str:
+    """Can the patient-level interval speak to a difference of the paper's size?"""
+    width = high - low
+    size = (f"The patient-level 95% interval of the accuracy difference ({low:+.3f} to "
+            f"{high:+.3f}) is {width:.3f} wide, {'wider' if width > gap else 'narrower'} than "
+            f"the paper's claimed difference of {gap:+.3f} ({percent_points(gap)})")
+    has_zero, has_gap = low <= 0 <= high, low <= gap <= high
+    if has_zero and has_gap:
+        return size + ("; it includes both 0 and the claimed difference, so this run can "
+                       "neither confirm nor refute the claim.")
+    if has_gap:
+        return size + ("; it includes the claimed difference and excludes 0: consistent with "
+                       "the claim.")
+    if has_zero:
+        return size + ("; it includes 0 but lies below the claimed difference: this run does not "
+                       "support a difference as large as the paper's.")
+    if high < 0:
+        return size + "; it lies below 0: this run contradicts the claim's direction."
+    return size + "; it lies above the claimed difference: a larger advantage than the paper's."
+
+
+def conclusions(comparison: ModelComparison, audit_result, dataset_label: str) -> list[str]:
+    """The closing sentences of chapter 06, each computed from the results: the paper's
+    tables, then this run, in the language the evidence allows (an interval that includes 0
+    is "no difference detected", never "no difference"; a large p-value is not equivalence)."""
+    c = comparison
+    names = (c.model_a, c.model_b)
+    m, post, acc = c.mcnemar, c.patient_posterior, c.accuracy_patients
+    lines = ["The paper's own tables:", *_paper_lines(audit_result, names), "",
+             f"This study's predictions ({dataset_label}, patient folds, {c.n_patients} patients):"]
+    lines.append(f"- accuracy {m.accuracy_a:.3f} ({c.model_a}) vs {m.accuracy_b:.3f} "
+                 f"({c.model_b}), difference {m.difference:+.3f}; AUC difference "
+                 f"{c.delong.difference:+.3f}.")
+    p_lean = lean(post.p_a_better - 0.5, names)
+    leans = {lean(m.difference, names), lean(c.delong.difference, names), p_lean}
+    evidence = (f"accuracy difference {m.difference:+.3f}, AUC difference "
+                f"{c.delong.difference:+.3f}, P({c.model_a} better) = {post.p_a_better:.3f} "
+                "with patients as the unit")
+    if len(leans) == 1 and "neither" not in leans:
+        lines.append(f"- The estimates lean towards {leans.pop()} ({evidence}); a lean is not "
+                     "a detected difference: the intervals below say whether one was detected.")
+    else:
+        lines.append(f"- The estimates do not lean one way ({evidence}).")
+    lines.append(f"- slices as the unit: exact McNemar p = {m.pvalue:.3g}; Newcombe 95% CI "
+                 f"{m.ci_low:+.3f} to {m.ci_high:+.3f}, which "
+                 f"{interval_side(m.ci_low, m.ci_high, 0.0, names)}.")
+    lines.append(f"- patients as the unit: bootstrap 95% CI {acc['ci_low']:+.3f} to "
+                 f"{acc['ci_high']:+.3f}, which "
+                 f"{interval_side(acc['ci_low'], acc['ci_high'], 0.0, names)}; "
+                 f"P({c.model_a} better) = {post.p_a_better:.3f}, P(inside ROPE +-{c.rope:g}) = "
+                 f"{post.p_rope:.3f}.")
+    d = c.delong_clustered
+    lines.append(f"- AUC difference {d.difference:+.3f}: clustered DeLong p = {d.pvalue:.3g}, "
+                 f"95% CI {d.ci_low:+.3f} to {d.ci_high:+.3f}, which "
+                 f"{interval_side(d.ci_low, d.ci_high, 0.0, names)}.")
+    total = len(c.holm)
+    lines.append(f"- Holm-corrected: {sum(c.rejected.values())} of {total} tests reject 'no "
+                 "difference'" + (f" (fold-level tests skipped: {len(c.fold_skipped)} of "
+                                  f"{len(FOLD_METRICS)} metrics)." if c.fold_skipped else "."))
+    inside = -c.rope <= acc["ci_low"] and acc["ci_high"] <= c.rope
+    if acc["ci_low"] <= 0 <= acc["ci_high"]:
+        lines.append("- No difference in accuracy was detected with patients as the unit. That is "
+                     "not evidence that the models are equal: a large p-value never shows "
+                     "equivalence. Equivalence needs the patient-level interval inside the ROPE "
+                     f"of +-{c.rope:g}, and it lies " + (
+                         "inside: the two are practically equivalent at this ROPE." if inside
+                         else "not inside: practical equivalence is not shown either."))
+    elif inside:
+        lines.append(f"- A difference was detected, but the patient-level interval lies inside "
+                     f"the ROPE of +-{c.rope:g}: too small to choose a network by.")
+    gap = paper_accuracy_gap(audit_result, *names)
+    if np.isfinite(gap):
+        lines.append("- " + _claim_line(float(acc["ci_low"]), float(acc["ci_high"]), gap))
+    if dataset_label.upper() == "PHANTOM":
+        lines.append("- These are PHANTOM numbers: they show the analysis works; they say "
+                     "nothing about which network is better on real brain MRI.")
+    return lines
+
+
+def priors_table(comparison: ModelComparison, paper_prior=(0.5, 0.5)) -> pd.DataFrame:
+    """The prior behind each Bayesian result of chapter 06, one row per result."""
+    c = comparison
+    if "accuracy" in c.fold_tests:
+        fold_prior = ("flat on the mean difference (Student-t posterior, "
+                      f"df = {c.fold_tests['accuracy'].bayesian.df})")
+    else:
+        fold_prior = f"not run: {c.fold_skipped.get('accuracy', 'no fold test')}"
+    return pd.DataFrame([
+        {"result": "each model's proportions (Beta-Binomial)",
+         "prior": f"Beta({BETA_PRIOR[0]:g}, {BETA_PRIOR[1]:g}) (uniform)"},
+        {"result": "accuracy difference, slices paired", "prior": c.slice_posterior.prior},
+        {"result": "accuracy difference, patients (Bayesian bootstrap)",
+         "prior": c.patient_posterior.prior},
+        {"result": "fold-level correlated t-test", "prior": fold_prior},
+        {"result": "intervals on the paper's counts",
+         "prior": f"Beta({paper_prior[0]:g}, {paper_prior[1]:g})"
+                  + (" (Jeffreys)" if tuple(paper_prior) == (0.5, 0.5) else "")},
+        {"result": "region of practical equivalence", "prior": f"+-{c.rope:g} accuracy"},
+    ]).set_index("result")

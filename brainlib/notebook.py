@@ -1,0 +1,91 @@
+"""What every chapter does first and last: its parameters from the schema, display
+settings, values pasted into the prose, and the reference executions nbval checks."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pandas as pd
+
+from . import params as schema
+from .study import notebook_sources
+
+PLOTLY_RENDERER_ENV_VAR = "BRAINLIB_PLOTLY_RENDERER"
+# The reference notebooks (committed, checked by nbval) keep figures as JSON only.
+REFERENCE_RENDERER = "plotly_mimetype"
+
+
+def start(namespace: dict) -> schema.Params:
+    """A chapter's first call: its parameters (`params.notebook_parameters`: the
+    parameters cell, anything papermill injected, checked against the schema) and the
+    display settings."""
+    params = schema.notebook_parameters(namespace)
+    notebook_setup()
+    return params
+
+
+def open_run(namespace: dict) -> tuple[schema.Params, pd.DataFrame, str]:
+    """`start`, then the run's manifest (scanned and split, see `study.prepare_manifest`)
+    and its dataset label, PHANTOM or REAL, printed with the profile, patients, slices,
+    folds and protocol."""
+    from .study import prepare_manifest
+
+    params = start(namespace)
+    manifest = prepare_manifest(params)
+    dataset = manifest["dataset"].iloc[0].upper()
+    print(f"dataset: {dataset}; {manifest['patient_id'].nunique()} patients, {len(manifest)} "
+          f"slices; {params.n_folds} patient folds; profile {params.profile}, protocol "
+          f"{params.protocol}")
+    return params, manifest, dataset
+
+
+def notebook_setup() -> None:
+    """Notebook display settings: plotly figures embed their JavaScript (interactive in the
+    HTML book and offline, no CDN), tables show a sensible number of rows and digits.
+    `$BRAINLIB_PLOTLY_RENDERER` overrides the renderer (the reference notebooks keep only
+    the figures' JSON, so the repository does not carry plotly.js once per notebook)."""
+    import plotly.io as pio
+
+    in_colab = "google.colab" in sys.modules
+    pio.renderers.default = os.environ.get(PLOTLY_RENDERER_ENV_VAR) or (
+        "colab" if in_colab else "plotly_mimetype+notebook")
+    pd.set_option("display.max_rows", 40)
+    pd.set_option("display.precision", 4)
+
+
+def glue_value(name: str, value) -> None:
+    """Paste a computed value into the book's prose (myst-nb `glue`), floats cut to 6
+    significant digits so no float noise reaches the text. Outside a myst-nb build (e.g.
+    on Colab) it does nothing: the cells still show every result."""
+    import numpy as np
+
+    try:
+        from myst_nb import glue
+    except ImportError:
+        return
+    if isinstance(value, (float, np.floating)):
+        value = float(f"{value:.6g}")
+    elif isinstance(value, np.integer):
+        value = int(value)
+    glue(name, value, display=False)
+
+
+def execute_reference_notebooks(only: list[str] | None = None, timeout: int = 1800) -> None:
+    """Execute each notebook in place with its own default parameters (the fast ones) and
+    save the outputs into its paired `.ipynb`: the reference that nbval checks."""
+    import jupytext
+    import nbclient
+
+    os.environ[PLOTLY_RENDERER_ENV_VAR] = REFERENCE_RENDERER  # inherited by the kernels
+    for source in notebook_sources():
+        if only and not any(name in source.stem for name in only):
+            continue
+        print(f"  {source.stem}: executing reference", flush=True)
+        notebook = jupytext.read(source)
+        nbclient.NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                                record_timing=False,
+                                resources={"metadata": {"path": str(source.parent)}}).execute()
+        target = source.with_suffix(".ipynb")
+        tmp = target.with_name(f".{target.stem}.tmp.ipynb")
+        jupytext.write(notebook, tmp, fmt="ipynb")
+        os.replace(tmp, target)

@@ -1,0 +1,89 @@
+"""One parameter schema: profiles override it, and the command line, papermill and notebooks
+all fail the same way on an unknown name, a wrong type or an out-of-range value."""
+import jupytext
+import papermill
+import pytest
+
+from brainlib import params, study
+
+ROOT = study.REPO_ROOT
+
+
+def test_every_profile_resolves_to_typed_values_of_the_schema():
+    for name in params.profiles():
+        resolved = params.resolve(name)
+        assert set(resolved) == set(params.SCHEMA) | {"profile"}
+        for key, parameter in params.SCHEMA.items():
+            assert isinstance(resolved[key], parameter.kind), (name, key)
+    assert params.resolve("full").protocol == "paper"
+    assert params.resolve("default").run_dir.endswith("runs/default")
+
+
+def test_a_cli_value_for_a_key_the_profile_does_not_set_gets_the_schemas_type():
+    """Found in the full profile: `-p phantom_patients=16` stayed a string and crashed."""
+    resolved = params.resolve("full", params.parse_pairs(["data_source=phantom",
+                                                          "phantom_patients=16"]))
+    assert resolved.phantom_patients == 16 and isinstance(resolved.phantom_patients, int)
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("epoch=3", "unknown parameter 'epoch'; did you mean 'epochs'"),
+    ("sed=1", "unknown parameter 'sed'; did you mean 'seed'"),
+    ("epochs=two", "epochs expects int, got 'two'"),
+    ("epochs=-3", r"epochs=-3 is out of range: expected int in \[1, 1000\]"),
+    ("augment=maybe", "augment expects true/false"),
+    ("protocol=best", "expected one of validated, paper"),
+    ("models=resnet50,alexnet", "a comma-separated list of resnet50, vgg16"),
+    ("folds_to_run=7", r"folds \[7\] are outside 0..3"),
+    ("test_fraction=1.5", "out of range"),
+])
+def test_bad_cli_parameters_fail_before_anything_runs(pair, message, tmp_path, capsys):
+    code = study.study_main(["-p", pair, "-p", f"run_dir={tmp_path}"])
+    assert code == 2
+    assert __import__("re").search(message, capsys.readouterr().err)
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_study_help_lists_every_parameter(capsys):
+    with pytest.raises(SystemExit):
+        study.study_main(["--help"])
+    text = capsys.readouterr().out
+    for name, parameter in params.SCHEMA.items():
+        assert name in text and parameter.help[:30] in text
+
+
+def test_notebook_namespace_is_checked_against_the_schema(monkeypatch):
+    monkeypatch.delenv(params.DATA_ENV_VAR, raising=False)
+    import numpy
+
+    namespace = {"profile": "auto", "overrides": {"epochs": 2}, "np": numpy, "print": print,
+                 "_": None, "In": [], "seed": 3}
+    resolved = params.notebook_parameters(namespace)
+    assert (resolved.profile, resolved.epochs, resolved.seed) == ("default", 2, 3)
+    with pytest.raises(params.ParameterError, match="did you mean 'epochs'"):
+        params.notebook_parameters({**namespace, "epoch": 2})
+    with pytest.raises(params.ParameterError, match="expects int"):
+        params.notebook_parameters({**namespace, "overrides": {"epochs": "2.5"}})
+
+
+def test_auto_profile_follows_brainlib_data(monkeypatch, tmp_path):
+    monkeypatch.setenv(params.DATA_ENV_VAR, str(tmp_path))
+    resolved = params.resolve("auto")
+    assert resolved.profile == "sample" and resolved.data_source == str(tmp_path)
+    monkeypatch.delenv(params.DATA_ENV_VAR)
+    assert params.resolve("auto").profile == "default"
+
+
+@pytest.mark.parametrize("injected, message", [
+    ({"sed": 1}, "unknown parameter 'sed'; did you mean 'seed'"),
+    ({"overrides": {"epochs": -3}}, "out of range"),
+    ({"epochs": "two"}, "epochs expects int"),
+])
+def test_papermill_parameters_are_checked_by_the_notebook(injected, message, tmp_path):
+    """papermill only warns about a name the notebook does not declare; the notebook's
+    first call fails on it, naming the closest valid one."""
+    source = tmp_path / "02_data.ipynb"
+    jupytext.write(jupytext.read(ROOT / "notebooks" / "02_data.py"), source)
+    with pytest.raises(papermill.PapermillExecutionError, match=message):
+        papermill.execute_notebook(str(source), str(tmp_path / "out.ipynb"), parameters=injected,
+                                   kernel_name="python3", progress_bar=False, cwd=str(tmp_path))

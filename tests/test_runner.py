@@ -1,0 +1,183 @@
+"""The unit runner: one predictions table, one protocol for every model, controls, resume,
+cache keys and forced retraining. Synthetic 64x64 images, weights=None, a few epochs:
+mechanics, never accuracy."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from brainlib import classifier, runner, splits
+
+SIZE = 64
+CONFIG = classifier.TrainConfig(image_size=SIZE, epochs=2, batch_size=8, seed=1)
+RUN = dict(schemes=("patient", "slice"), controls=("none", "shuffled_labels"), seed=1,
+           validation_fraction=0.25, progress=False)
+
+
+def synthetic_manifest(n_patients: int = 8, slices_per_patient: int = 4, seed: int = 0):
+    """A manifest with split columns and its uint8 images; tumor slices carry a bright square."""
+    rng = np.random.default_rng(seed)
+    n_images = n_patients * slices_per_patient
+    labels = np.arange(n_images) % 2
+    rng.shuffle(labels)
+    images = rng.integers(0, 120, (n_images, SIZE, SIZE, 3)).astype(np.uint8)
+    images[labels == 1, 16:32, 16:32] += 120
+    rows = [{"patient_id": f"TCGA_XX_{1000 + index // slices_per_patient}_20000101",
+             "institution": "XX", "slice_number": index % slices_per_patient + 1,
+             "image_path": f"/nonexistent/{index}.tif", "mask_path": f"/nonexistent/{index}_mask.tif",
+             "label": int(label), "tumor_pixels": int(label) * 256}
+            for index, label in enumerate(labels)]
+    return splits.add_splits(pd.DataFrame(rows), n_folds=2, seed=seed), images
+
+
+def families(images, config=CONFIG):
+    return [classifier.ClassifierFamily("vgg16", config, images=images)]
+
+
+class Spy:
+    """Wraps a family's `fit` and records the units it trained."""
+
+    def __init__(self, family):
+        self.family, self.units = family, []
+        self.name, self.default_threshold = family.name, family.default_threshold
+        self.settings, self.prepare = family.settings, family.prepare
+
+    def fit(self, unit, keep_best, progress):
+        self.units.append(unit)
+        return self.family.fit(unit, keep_best, progress)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    manifest, images = synthetic_manifest()
+    run_dir = tmp_path_factory.mktemp("run")
+    table = runner.run_units(manifest, run_dir, families(images), **RUN)
+    return manifest, images, run_dir, table
+
+
+def model_folder(run_dir, manifest, protocol="validated", config=CONFIG):
+    return runner.model_dir(run_dir, families(None, config)[0], protocol, manifest, seed=1,
+                            validation_fraction=0.25)
+
+
+def test_run_writes_one_predictions_table(finished_run):
+    manifest, _, run_dir, table = finished_run
+    added = ["model", "protocol", "scheme", "control", "fold", "y_true", "p_tumor", "threshold", "y_pred"]
+    assert list(table.columns) == list(manifest.columns) + added
+    for (scheme, control), part in table.groupby(["scheme", "control"]):
+        assert len(part) == len(manifest)  # every slice once, by the fold that held it out
+        merged = part.merge(manifest, on=["patient_id", "slice_number"], suffixes=("", "_m"))
+        assert (merged["fold"] == merged[f"fold_{scheme}_m"]).all()
+        assert (merged["y_true"] == merged["label_m"]).all()  # true labels, even in the control
+    assert table["p_tumor"].between(0, 1).all()
+    assert (table["y_pred"] == (table["p_tumor"] > table["threshold"])).all()
+    unit = model_folder(run_dir, manifest) / "patient-none-fold0"
+    history = pd.read_csv(unit / "history.csv")
+    assert list(history["epoch"]) == [1, 2] and history["best"].sum() == 1
+    assert set(history["validation_set"]) == {"inner_validation"}
+    assert (model_folder(run_dir, manifest) / "slice-shuffled_labels-fold1" / "head.weights.h5").exists()
+    assert not list(run_dir.rglob(".tmp*")) and not list(run_dir.rglob("*.tmp"))
+
+
+def test_inner_validation_patients_come_from_the_training_side_and_are_shared(finished_run):
+    manifest, *_ = finished_run
+    drawn = []
+    for control in runner.CONTROLS:
+        rows = runner.unit_rows(manifest, "patient", control, 0, "validated", 1, 0.25, "u")
+        validation = set(manifest.loc[rows.validation, "patient_id"])
+        assert validation.isdisjoint(manifest.loc[rows.fit, "patient_id"])
+        assert validation.isdisjoint(manifest.loc[rows.test, "patient_id"])
+        drawn.append(validation)
+    assert drawn[0] == drawn[1] and drawn[0]  # the same patients under both controls
+    paper = runner.unit_rows(manifest, "patient", "none", 0, "paper", 1, 0.25, "u")
+    assert len(paper.validation) == 0 and len(paper.fit) + len(paper.test) == len(manifest)
+
+
+def test_threshold_is_chosen_on_validation_rows_only(finished_run):
+    manifest, images, run_dir, table = finished_run
+    chosen = runner.read_thresholds([model_folder(run_dir, manifest)])
+    assert set(chosen["rule"]) <= {"max validation accuracy", "default (validation lacks a class)"}
+    assert (chosen["n_validation"] > 0).all() and chosen["best_epoch"].between(1, 2).all()
+    main = table[(table["scheme"] == "patient") & (table["control"] == "none")]
+    merged = main.merge(chosen, on=["scheme", "control", "fold"], suffixes=("", "_chosen"))
+    assert np.allclose(merged["threshold"], merged["threshold_chosen"])
+
+
+def test_paper_protocol_keeps_the_last_epoch_and_threshold_half(tmp_path):
+    manifest, images = synthetic_manifest()
+    table = runner.run_units(manifest, tmp_path, families(images), **{**RUN, "schemes": ("patient",),
+                                                                      "controls": ("none",)},
+                             protocol="paper")
+    assert (table["threshold"] == 0.5).all() and set(table["protocol"]) == {"paper"}
+    history = runner.read_histories([model_folder(tmp_path, manifest, "paper")])
+    assert "val_loss" not in history.columns and set(history["validation_set"]) == {"none"}
+    assert history.groupby("fold")["best"].apply(lambda best: best.iloc[-1]).all()
+
+
+def test_shuffled_label_control_permutes_training_labels_only(finished_run, tmp_path):
+    manifest, images, _, _ = finished_run
+    spy = Spy(families(images, CONFIG.replace(epochs=1))[0])
+    runner.run_units(manifest, tmp_path, [spy], **{**RUN, "schemes": ("patient",)}, folds=[0])
+    true_units = [u for u in spy.units if "-none-" in u.name]
+    shuffled_units = [u for u in spy.units if "shuffled" in u.name]
+    true_labels, shuffled = (np.r_[u.fit_labels, u.validation_labels]
+                             for u in (true_units[0], shuffled_units[0]))
+    assert sorted(true_labels) == sorted(shuffled) and not np.array_equal(true_labels, shuffled)
+    assert np.array_equal(true_units[0].test, shuffled_units[0].test)
+
+
+def test_stopped_run_resumes_and_matches_an_uninterrupted_run(finished_run, tmp_path, monkeypatch):
+    manifest, images, _, uninterrupted = finished_run
+    original, calls = runner.train_unit, []
+
+    def stops_at_third_unit(*args, **kwargs):
+        calls.append(args[2].name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("stopped by the test")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_unit", stops_at_third_unit)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_units(manifest, tmp_path, families(images), **RUN)
+    calls.clear()
+    monkeypatch.setattr(runner, "train_unit", lambda *a, **k: calls.append(a[2].name) or original(*a, **k))
+    resumed = runner.run_units(manifest, tmp_path, families(images), **RUN)
+    assert len(calls) == 6  # 8 units, 2 finished before the stop
+    key = list(runner.UNIT_COLUMNS) + ["patient_id", "slice_number"]
+    pd.testing.assert_frame_equal(resumed.sort_values(key).reset_index(drop=True),
+                                  uninterrupted.sort_values(key).reset_index(drop=True))
+
+
+def test_force_retrains_and_settings_or_code_change_the_cache_key(finished_run, tmp_path, monkeypatch):
+    manifest, images, _, _ = finished_run
+    run = {**RUN, "schemes": ("patient",), "controls": ("none",)}
+    spy = Spy(families(images, CONFIG.replace(epochs=1))[0])
+    first = runner.run_units(manifest, tmp_path, [spy], **run)
+    assert len(spy.units) == 2
+    runner.run_units(manifest, tmp_path, [spy], **run)
+    assert len(spy.units) == 2  # read back, not retrained
+    again = runner.run_units(manifest, tmp_path, [spy], **run, force=True)
+    assert len(spy.units) == 4  # force: both units trained again
+    pd.testing.assert_frame_equal(first, again)  # same seeds, same result
+    before = model_folder(tmp_path, manifest, config=CONFIG.replace(epochs=1))
+    assert before != model_folder(tmp_path, manifest, config=CONFIG.replace(epochs=2))
+    monkeypatch.setattr(runner, "code_fingerprint", lambda: "changed-code")
+    assert before != model_folder(tmp_path, manifest, config=CONFIG.replace(epochs=1))
+    runner.run_units(manifest, tmp_path, [spy], **run)
+    assert len(spy.units) == 6  # changed training code: trained anew
+
+
+def test_end_to_end_unit_in_a_run(tmp_path):
+    manifest, images = synthetic_manifest()
+    config = CONFIG.replace(epochs=1, augment=True)
+    table = runner.run_units(manifest, tmp_path, families(images, config), folds=[1],
+                             **{**RUN, "schemes": ("patient",), "controls": ("none",)})
+    assert len(table) == (manifest["fold_patient"] == 1).sum()
+    history = runner.read_histories([model_folder(tmp_path, manifest, config=config)])
+    assert set(history["path"]) == {"end_to_end"}
+
+
+def test_manifest_without_split_columns_is_refused(tmp_path):
+    manifest, images = synthetic_manifest()
+    with pytest.raises(ValueError, match="fold_patient"):
+        runner.run_units(manifest.drop(columns="fold_patient"), tmp_path, families(images),
+                         progress=False)
