@@ -29,7 +29,27 @@ def stage_book(run_dir: str | os.PathLike, stage_dir: str | os.PathLike = "_buil
     for name in BOOK_FILES:
         source = REPO_ROOT / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, stage / name)
+    write_run_page(run_dir, stage / "book" / "run.md")
     (stage / "notebooks").mkdir()
     for source in notebook_sources():
         shutil.copy(run_dir / f"{source.stem}.ipynb", stage / "notebooks")
     return stage
+
+
+def write_run_page(run_dir, target) -> Path:
+    """`book/run.md`: the run card of the run the book shows, from its `params.json` and
+    manifest, with the one sentence the introduction may say about reproducing the paper."""
+    import json
+
+    from . import params as schema
+    from .runcard import run_card
+    from .study import read_manifest
+
+    run_dir = Path(run_dir)
+    saved = json.loads((run_dir / "params.json").read_text())
+    profile = saved.pop("profile")
+    card = run_card(schema.resolve(profile, saved), read_manifest(run_dir))
+    Path(target).write_text("# This run\n\nThe chapters that follow are the executed notebooks "
+                            "of one study run. What it is, and what it can and cannot test:\n\n"
+                            f"{card.intro_claim()}\n\n{card.markdown()}\n")
+    return Path(target)

@@ -23,6 +23,7 @@ from tqdm import tqdm  # text bars: no widget dependency in notebooks
 
 from . import models, pipeline
 from .data import write_atomic
+from .params import SCHEMA
 from .runner import UnitResult, manifest_fingerprint
 from .train import compile_model, distribution_strategy, fit_epochs, save_weights_atomic, set_seed
 from .transform import PAPER_AUGMENTATION
@@ -30,7 +31,8 @@ from .transform import PAPER_AUGMENTATION
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every classifier training setting (filled in from the study's parameters).
+    """Every classifier training setting: the study fills it in from its parameters
+    (`study.classifier_config`), and the defaults are the parameter schema's.
 
     `lr_decay` is eq. (20)'s decay rate: lr = learning_rate / (1 + lr_decay * epoch); 0
     keeps the rate constant. `standardize_features` (not in the paper) standardizes the
@@ -39,18 +41,18 @@ class TrainConfig:
     the paper's head learns nothing.
     """
 
-    image_size: int = 64
+    image_size: int = SCHEMA["image_size"].default
     weights: str | None = None
     freeze_base: bool = True
     trainable_top_blocks: int = 0
-    epochs: int = 20
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    lr_decay: float = 0.0
-    augment: bool = False
+    epochs: int = SCHEMA["epochs"].default
+    batch_size: int = SCHEMA["batch_size"].default
+    learning_rate: float = SCHEMA["learning_rate"].default
+    lr_decay: float = SCHEMA["lr_decay"].default
+    augment: bool = SCHEMA["augment"].default
     feature_cache: bool = True
-    standardize_features: bool = False
-    seed: int = 0
+    standardize_features: bool = SCHEMA["standardize_features"].default
+    seed: int = SCHEMA["seed"].default
 
     @property
     def uses_feature_cache(self) -> bool:

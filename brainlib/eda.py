@@ -82,3 +82,21 @@ def example_slices(manifest: pd.DataFrame, n: int = 4, seed: int = 0) -> pd.Data
     tumor = manifest[manifest["label"] == 1]
     largest = tumor.sort_values("tumor_pixels", ascending=False).drop_duplicates("patient_id")
     return largest.sample(min(n, len(largest)), random_state=seed).sort_values("patient_id")
+
+
+def intensity_sentence(statistics: pd.DataFrame) -> str:
+    """What `channel_statistics` says about the sequences, in words computed from it: which
+    sequence is brightest in tumor slices and which differs most between the classes. These
+    are whole-slice means (background included), not the tumor's own pixels."""
+    means = statistics.pivot(index="channel", columns="class", values="mean").loc[list(CHANNELS)]
+    difference = means["tumor"] - means["no tumor"]
+    brightest = means["tumor"].idxmax()
+    largest = difference.abs().idxmax()
+    brighter = [c for c in CHANNELS if difference[c] > 0]
+    return (f"Averaged over whole slices, the tumor class is brightest in {brightest} "
+            f"(mean {means.loc[brightest, 'tumor']:.1f}); it is brighter than the tumor-free "
+            f"class in {len(brighter)} of 3 sequences"
+            + (f" ({', '.join(brighter)})" if brighter else "")
+            + f", and the largest difference between the classes is in {largest} "
+            f"({difference[largest]:+.1f}). Whole-slice means include the background and "
+            "the healthy tissue around a tumor, so they say little about the tumor's own pixels.")

@@ -176,3 +176,15 @@ def patient_summary(main_predictions_table: pd.DataFrame, models) -> PatientSumm
     worst = worst.set_index("model").loc[models].reset_index()
     return PatientSummary(table=table, macro=macro, per_patient=per_patient,
                           missed_patients=missed_patients, worst=worst, models=models)
+
+
+def protocol_table(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The main experiment (patient folds, true labels) per model and protocol, side by
+    side: accuracy, sensitivity, specificity, AUC and the median of the units' thresholds
+    (`study.run_protocol_comparison` gives both protocols' predictions)."""
+    main = predictions[(predictions["scheme"] == "patient") & (predictions["control"] == "none")]
+    table = metrics.metrics_table(main, by=("model", "protocol"))
+    table = table.rename(columns={"recall": "sensitivity"})
+    thresholds = main.groupby(["model", "protocol"])["threshold"].median().rename("median threshold")
+    table = table.set_index(["model", "protocol"]).join(thresholds)
+    return table[["n", "accuracy", "sensitivity", "specificity", "auc", "median threshold"]]

@@ -33,10 +33,20 @@ def open_run(namespace: dict) -> tuple[schema.Params, pd.DataFrame, str]:
     params = start(namespace)
     manifest = prepare_manifest(params)
     dataset = manifest["dataset"].iloc[0].upper()
+    show_run_card(params, manifest)
     print(f"dataset: {dataset}; {manifest['patient_id'].nunique()} patients, {len(manifest)} "
           f"slices; {params.n_folds} patient folds; profile {params.profile}, protocol "
           f"{params.protocol}")
     return params, manifest, dataset
+
+
+def show_run_card(params: schema.Params, manifest: pd.DataFrame) -> None:
+    """Display the run card (`runcard.run_card`): what this run is and what it can test."""
+    from IPython.display import Markdown, display
+
+    from .runcard import run_card
+
+    display(Markdown(run_card(params, manifest).markdown()))
 
 
 def notebook_setup() -> None:

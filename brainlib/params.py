@@ -123,6 +123,12 @@ SCHEMA = {p.name: p for p in (
     Parameter("protocol", str, "validated",
               "'validated': inner validation patients pick epoch and threshold; "
               "'paper': last epoch, threshold 0.5", choices=PROTOCOLS),
+    Parameter("compare_protocols", bool, False,
+              "also train the classifiers' main experiment under the other protocol "
+              "(reported side by side)"),
+    Parameter("repeat_seeds", str, "",
+              "extra training seeds (comma-separated) for the classifiers' main experiment on "
+              "the same folds, to show seed noise; empty: none"),
     Parameter("validation_fraction", float, 0.15,
               "share of training patients held out as inner validation", low=0.05, high=0.5),
     # the U-Net of the segmentation chapter
@@ -149,6 +155,12 @@ class Params(dict):
     @property
     def model_names(self) -> list[str]:
         return self["models"].split(",")
+
+    @property
+    def training_seeds(self) -> list[int]:
+        """The run's seed, then `repeat_seeds`."""
+        extra = [int(s) for s in self["repeat_seeds"].split(",") if s.strip()]
+        return [self["seed"]] + [s for s in extra if s != self["seed"]]
 
     @property
     def folds(self) -> list[int] | None:
@@ -214,6 +226,7 @@ def resolve(profile: str = "default", overrides: dict | None = None) -> Params:
     if not values["run_dir"]:
         values["run_dir"] = str(default_run_root() / profile)
     _check_folds(values["folds_to_run"], values["n_folds"])
+    _check_seeds(values["repeat_seeds"])
     params = Params(values)
     params["profile"] = profile
     return params
@@ -231,6 +244,16 @@ def _check_folds(text: str, n_folds: int) -> None:
     if outside:
         raise ParameterError(f"parameter folds_to_run={text!r}: folds {outside} are outside "
                              f"0..{n_folds - 1} (n_folds={n_folds})")
+
+
+def _check_seeds(text: str) -> None:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ParameterError(f"parameter repeat_seeds={text!r}: expected comma-separated "
+                             "whole numbers, e.g. '1,2'") from None
+    if any(s < 0 for s in seeds):
+        raise ParameterError(f"parameter repeat_seeds={text!r}: seeds must be >= 0")
 
 
 def default_run_root() -> Path:

@@ -145,6 +145,41 @@ def run_models(params: schema.Params, models=None, *, force: bool = False,
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def run_protocol_comparison(params: schema.Params, progress: bool | str = "log") -> pd.DataFrame:
+    """The classifiers' main experiment (patient folds, true labels) under both protocols:
+    the run's own (read back) and the other one, trained here if need be; one table with
+    a `protocol` column."""
+    from . import runner
+
+    own = run_models(params, progress=progress)
+    other = "paper" if params.protocol == "validated" else "validated"
+    manifest = read_manifest(params.run_dir)
+    frames = [own[(own["scheme"] == "patient") & (own["control"] == "none")]]
+    for model in params.model_names:
+        frames.append(runner.run_units(
+            manifest, params.run_dir, [family(params, model)], protocol=other, folds=params.folds,
+            seed=params.seed, validation_fraction=params.validation_fraction, progress=progress))
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_seed_repeats(params: schema.Params, progress: bool | str = "log") -> pd.DataFrame:
+    """The classifiers' main experiment (patient folds, true labels) once per training seed
+    (`params.training_seeds`), on the same folds: each seed sets the initial weights, the
+    batch order and the inner validation draw. One table with a `training_seed` column."""
+    from . import runner
+
+    manifest = prepare_manifest(params)
+    frames = []
+    for seed in params.training_seeds:
+        seeded = schema.Params({**params, "seed": seed})
+        for model in params.model_names:
+            frames.append(runner.run_units(
+                manifest, params.run_dir, [family(seeded, model)], protocol=params.protocol,
+                folds=params.folds, seed=seed, validation_fraction=params.validation_fraction,
+                progress=progress).assign(training_seed=seed))
+    return pd.concat(frames, ignore_index=True)
+
+
 def all_models(params: schema.Params) -> list[str]:
     return params.model_names + [SEGMENTER]
 

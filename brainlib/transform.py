@@ -135,8 +135,8 @@ def jitter_intensities(images, seed, strength: float):
 class Augmentation:
     """Random flip, rotation and scaling (and optionally a gain per sequence) of a batch,
     with its masks when it has them. The paper's classifiers use Keras rotation and scaling
-    (`PAPER`: +-36 degrees, +-10%, no flip); the U-Net Buda et al.'s flips, +-15 degrees and
-    +-5% (`SEGMENTATION`)."""
+    (`PAPER_AUGMENTATION`: +-36 degrees, +-10%, no flip); the U-Net Buda et al.'s flips,
+    +-15 degrees and +-5%, with gain jitter (`segmenter.SegmentationConfig`)."""
 
     flip: bool = True
     rotation_degrees: float = 15.0

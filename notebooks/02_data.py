@@ -86,8 +86,8 @@ fig.show()
 # ## How small tumors get
 #
 # The label is "any tumor pixel", so a slice at the edge of a tumor with a few dozen
-# pixels counts as much as one through its centre. Those small ones are where
-# classifiers miss.
+# pixels counts as much as one through its centre. Whether the models miss the small ones
+# more often is measured in chapter 7, from their predictions.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -101,13 +101,16 @@ fig.show()
 # %% [markdown]
 # ## Intensities per channel
 #
-# The images are 8-bit RGB, one MRI sequence per channel. Tumors are brightest in FLAIR.
-# These statistics are over all pixels of each class, decoded once and cached as uint8.
+# The images are 8-bit RGB, one MRI sequence per channel. These statistics are over all
+# pixels of each class, decoded once and cached as uint8; the sentence under the table is
+# computed from it.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 images = bl.pipeline.load_images(manifest, 256)
-bl.eda.channel_statistics(images, manifest["label"].to_numpy())
+intensities = bl.eda.channel_statistics(images, manifest["label"].to_numpy())
+print(bl.eda.intensity_sentence(intensities))
+intensities
 
 # %% [markdown]
 # ## Slices with their masks

@@ -127,9 +127,10 @@ train.distribution_strategy = lambda: tf.distribute.MirroredStrategy(["/cpu:0", 
 rng = np.random.default_rng(0)
 images = rng.integers(0, 255, (12, 64, 64, 3)).astype(np.uint8)
 labels = np.arange(12) % 2
-config = train.TrainConfig(image_size=64, epochs=2, batch_size=4)
+config = train.TrainConfig(image_size=64, epochs=2, batch_size=4, standardize_features=False)
 cached = train.train_classifier("vgg16", images, labels, config, images, labels)
-whole = train.train_classifier("vgg16", images, labels, config.replace(feature_cache=False))
+whole = train.train_classifier("vgg16", images, labels, config.replace(feature_cache=False),
+                               images, labels)
 assert train.distribution_strategy().num_replicas_in_sync == 2
 print("MAXDIFF", np.abs(cached.predict_p_tumor(images) - whole.predict_p_tumor(images)).max())
 """

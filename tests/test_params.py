@@ -36,6 +36,7 @@ def test_a_cli_value_for_a_key_the_profile_does_not_set_gets_the_schemas_type():
     ("models=resnet50,alexnet", "a comma-separated list of resnet50, vgg16"),
     ("folds_to_run=7", r"folds \[7\] are outside 0..3"),
     ("test_fraction=1.5", "out of range"),
+    ("repeat_seeds=1,x", "expected comma-separated whole numbers"),
 ])
 def test_bad_cli_parameters_fail_before_anything_runs(pair, message, tmp_path, capsys):
     code = study.study_main(["-p", pair, "-p", f"run_dir={tmp_path}"])

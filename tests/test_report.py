@@ -360,3 +360,31 @@ def test_head_intensity_spread_of_two_patients():
     assert list(result.spread.columns) == list(report.SEQUENCES)
     with pytest.raises(ValueError, match="one per manifest row"):
         sr.head_intensity_spread(as_read[:2], rescaled, manifest)
+
+
+def test_protocol_table_puts_both_protocols_side_by_side(main):
+    paper = main.assign(protocol="paper", threshold=0.5)
+    validated = main.assign(protocol="validated", threshold=0.3)
+    validated["y_pred"] = (validated["p_tumor"] > 0.3).astype(int)
+    table = er.protocol_table(pd.concat([paper, validated], ignore_index=True))
+    assert list(table.index) == [(m, p) for m in MODELS for p in ("paper", "validated")]
+    for model in MODELS:
+        rows = validated[validated["model"] == model]
+        expected = metrics.confusion_counts(rows["y_true"], rows["y_pred"])
+        assert table.loc[(model, "validated"), "sensitivity"] == pytest.approx(
+            expected.tp / (expected.tp + expected.fn))
+        assert table.loc[(model, "validated"), "median threshold"] == 0.3
+        assert table.loc[(model, "paper"), "median threshold"] == 0.5
+
+
+def test_seed_spread_gives_each_seed_then_mean_and_sd(main):
+    runs = pd.concat([main.assign(training_seed=0),
+                      main.assign(training_seed=1, y_pred=1 - main["y_pred"])], ignore_index=True)
+    table = cr.seed_spread(runs, *MODELS)
+    assert list(table.index) == [0, 1, "mean", "sd"]
+    first = main[main["model"] == MODELS[0]]
+    accuracy = (first["y_pred"] == first["y_true"]).mean()
+    assert table.loc[0, f"{MODELS[0]} accuracy"] == pytest.approx(accuracy)
+    assert table.loc[1, f"{MODELS[0]} accuracy"] == pytest.approx(1 - accuracy)
+    assert table.loc["mean", f"{MODELS[0]} accuracy"] == pytest.approx(0.5)
+    assert table.loc["sd", "accuracy difference"] >= 0

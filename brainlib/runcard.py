@@ -1,0 +1,319 @@
+"""A run card: what a run is (data, weights, sizes, folds, protocol) and what it can test.
+
+Computed from the run's parameters and manifest before any training, so it says nothing
+about results. A chapter shows it with `display(Markdown(bl.runcard.run_card(params,
+manifest).markdown()))`; the introduction takes its one sentence on reproduction from
+`intro_claim()`, which says "repeats the paper's setting" only when no setting differs.
+
+`PAPER_SETTING` holds only values that PAPER.md (the study's page of the paper's facts)
+states; where each comes from there:
+- dataset "REAL", n_patients 110, n_slices 3929: "Data (section 3.A-C)": the Kaggle LGG
+  set `kaggle_3m`, "110 TCGA patients", "3929 slices";
+- image_size 256: "Data": "resize to 256x256x3"; Table I's input (None, 256, 256, 3);
+- weights "ImageNet": "Model (section 3.D)": "ImageNet ResNet50 ..., all base layers frozen";
+- models ResNet50 and VGG16: the Claim compares them; "VGG16 gets the same treatment";
+- standardize_features off: Table I has no layer between the base and the head but pooling;
+- n_folds 8 (every fold trained), epochs 20: "Model": "8 fold and 20 epochs";
+- augment on: "Data": "Augmentation with Keras: rotation and scaling".
+PAPER.md gives no learning rate (only "Adam optimiser") and no epoch selection or
+threshold: `UNSTATED_BY_PAPER` holds the values the `full` profile fills those gaps with,
+and the card names them as the profile's, not the paper's.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import PurePath
+
+import pandas as pd
+
+from .stats.results import Result
+
+PAPER_SETTING = {                # sources: the module docstring
+    "dataset": "REAL",
+    "n_patients": 110,
+    "n_slices": 3929,
+    "weights": "ImageNet",
+    "models": ("resnet50", "vgg16"),
+    "image_size": 256,
+    "standardize_features": False,
+    "n_folds": 8,                # and every one of them trained
+    "epochs": 20,
+    "augment": True,
+}
+UNSTATED_BY_PAPER = {            # the `full` profile's reading of what the paper leaves open
+    "learning_rate": 1e-4,       # Adam's rate
+    "protocol": "paper",         # last epoch; threshold 0.5 = argmax of the 2-way softmax
+}
+
+PROTOCOL_WORDS = {
+    "validated": "validated: inner validation patients pick the epoch and the threshold",
+    "paper": "paper: last epoch, threshold 0.5",
+}
+MODEL_NAMES = {"resnet50": "ResNet50", "vgg16": "VGG16"}
+RANDOM_WEIGHTS = "random (no pretrained weights)"
+
+
+def weights_in_words(weights: str) -> str:
+    """'ImageNet', 'random (no pretrained weights)' or 'file <name>' for a `weights` value."""
+    if weights.lower() in ("none", ""):
+        return RANDOM_WEIGHTS
+    if weights == "imagenet":
+        return "ImageNet"
+    return f"file {PurePath(weights).name}"
+
+
+@dataclass(frozen=True)
+class RunCard(Result):
+    """What a run is and what it can test; every field is read from the parameters or
+    counted in the manifest."""
+
+    profile: str
+    dataset: str                 # "PHANTOM" or "REAL"
+    data_source: str
+    n_patients: int
+    n_slices: int
+    n_tumor_slices: int
+    institutions: tuple[str, ...]
+    models: tuple[str, ...]
+    weights: str                 # in words: see `weights_in_words`
+    image_size: int
+    standardize_features: bool
+    n_folds: int
+    folds_run: tuple[int, ...]
+    epochs: int
+    learning_rate: float
+    augment: bool
+    protocol: str                # in words: see PROTOCOL_WORDS
+    protocol_name: str           # "validated" or "paper"
+    compare_protocols: bool
+    leakage_experiment: bool
+    unet_image_size: int
+    unet_widths: tuple[int, ...]
+    unet_epochs: int
+    seed: int
+
+    # ---------------------------------------------------------------- computed
+
+    @property
+    def is_transfer_learning(self) -> bool:
+        """Pretrained bases: ImageNet weights or a weights file."""
+        return self.weights == "ImageNet" or self.weights.startswith("file ")
+
+    @property
+    def all_folds_run(self) -> bool:
+        return len(self.folds_run) == self.n_folds
+
+    @property
+    def reproduces_paper_setting(self) -> bool:
+        """True when no setting differs from `PAPER_SETTING` or `UNSTATED_BY_PAPER`."""
+        return not self.paper_differences()
+
+    def paper_differences(self) -> list[str]:
+        """One short clause per setting that differs from the paper's (or, where the paper
+        is silent, from the `full` profile's reading of it); empty when none does."""
+        paper, unstated = PAPER_SETTING, UNSTATED_BY_PAPER
+        clauses = []
+        if self.dataset != paper["dataset"]:
+            clauses.append("synthetic PHANTOM data instead of the LGG MRI dataset")
+        elif (self.n_patients, self.n_slices) != (paper["n_patients"], paper["n_slices"]):
+            clauses.append(f"{self.n_patients} patients and {self.n_slices} slices instead of "
+                           f"the dataset's {paper['n_patients']} and {paper['n_slices']}")
+        if self.weights == RANDOM_WEIGHTS:
+            clauses.append("randomly initialised bases instead of ImageNet weights")
+        elif self.weights != paper["weights"]:
+            clauses.append(f"base weights from a {self.weights} instead of the ImageNet "
+                           "download (the card cannot tell what they were trained on)")
+        if set(self.models) != set(paper["models"]):
+            clauses.append(f"only {', '.join(MODEL_NAMES[m] for m in self.models)} instead of "
+                           "both ResNet50 and VGG16")
+        if self.image_size != paper["image_size"]:
+            clauses.append(f"{self.image_size}x{self.image_size} inputs instead of "
+                           f"{paper['image_size']}x{paper['image_size']}")
+        if self.standardize_features != paper["standardize_features"]:
+            clauses.append("standardised base features, a step not in the paper's head")
+        if self.n_folds != paper["n_folds"]:
+            clauses.append(f"{self.n_folds} folds instead of {paper['n_folds']}")
+        if not self.all_folds_run:
+            clauses.append(f"only fold(s) {', '.join(map(str, self.folds_run))} of "
+                           f"{self.n_folds} trained")
+        if self.epochs != paper["epochs"]:
+            clauses.append(f"{self.epochs} epochs instead of {paper['epochs']}")
+        if self.augment != paper["augment"]:
+            clauses.append("no augmentation (the paper rotates and scales)")
+        if not math.isclose(self.learning_rate, unstated["learning_rate"]):
+            clauses.append(f"learning rate {self.learning_rate:g} instead of the full "
+                           f"profile's {unstated['learning_rate']:g} (the paper gives none)")
+        if self.protocol_name != unstated["protocol"]:
+            clauses.append("epoch and threshold picked on inner validation patients instead "
+                           "of the last epoch at threshold 0.5 (the paper describes no selection)")
+        return clauses
+
+    # ---------------------------------------------------------------- sentences
+
+    def can_test(self) -> list[str]:
+        """Plain sentences on what this run can and cannot test, from its settings alone."""
+        sentences = []
+        phantom = self.dataset == "PHANTOM"
+        if phantom:
+            sentences.append("These are PHANTOM results: they show the machinery works and "
+                             "say nothing about real tumors.")
+        else:
+            sentences.append(f"These are REAL LGG MRI slices: {self.n_patients} patients from "
+                             f"{len(self.institutions)} institution(s), {self.n_slices} slices, "
+                             f"{self.n_tumor_slices} with tumor.")
+        if self.weights == RANDOM_WEIGHTS:
+            sentences.append("This run uses randomly initialised bases: it cannot test the "
+                             "paper's transfer-learning claim; it tests whether the two "
+                             "architectures' frozen random features, with the paper's head, "
+                             "separate tumor from no-tumor slices on these patients.")
+        elif self.weights == "ImageNet":
+            sentences.append("This run uses frozen ImageNet bases, as the paper does: "
+                             + ("on PHANTOM data it checks the transfer-learning pipeline, "
+                                "not the paper's claim." if phantom else
+                                "its ResNet50 vs VGG16 comparison bears on the paper's "
+                                "transfer-learning claim, within the differences listed here."))
+        else:
+            sentences.append(f"This run loads base weights from a {self.weights}: it is "
+                             "transfer learning from whatever those weights were trained on, "
+                             "and the card cannot check that they are the paper's ImageNet "
+                             "weights.")
+        if len(self.models) < 2:
+            sentences.append(f"Only {MODEL_NAMES[self.models[0]]} is trained: this run "
+                             "cannot compare the two architectures.")
+        per_fold = self.n_patients / self.n_folds
+        sentences.append(f"Test folds are grouped by patient (about {per_fold:.3g} patients "
+                         "per test fold), unlike the paper's slice split: every test slice "
+                         "comes from a patient the model did not train on, so its scores are "
+                         "not directly comparable with the paper's slice-split figures.")
+        if self.leakage_experiment:
+            sentences.append("The leakage experiment also trains on the paper's slice split, "
+                             "to measure what that split alone does to the scores on these "
+                             "data, and with shuffled labels, a control that must score at "
+                             "chance.")
+        if self.compare_protocols:
+            sentences.append("Both protocols are run side by side (validated selection and "
+                             "last epoch at threshold 0.5), so the effect of that selection "
+                             "can be seen.")
+        if self.reproduces_paper_setting:
+            sentences.append(self.intro_claim())
+        else:
+            sentences.append("It differs from the paper's setting in: "
+                             + "; ".join(self.paper_differences()) + ".")
+        sentences.append(f"The U-Net ({self.unet_image_size}x{self.unet_image_size}, widths "
+                         f"{'-'.join(map(str, self.unet_widths))}, {self.unet_epochs} epochs) "
+                         "is this study's own: the paper gives no segmentation setting to "
+                         "repeat.")
+        sentences.append(f"One seed ({self.seed}) fixes the splits, initial weights and batch "
+                         "order; another seed would show how much the results move with it.")
+        return sentences
+
+    def intro_claim(self) -> str:
+        """The introduction's one sentence on reproduction."""
+        if self.reproduces_paper_setting:
+            paper = PAPER_SETTING
+            return (f"This run repeats the paper's setting (frozen ImageNet ResNet50 and VGG16, "
+                    f"{paper['image_size']}x{paper['image_size']} inputs, augmentation, "
+                    f"{paper['n_folds']} folds of {paper['epochs']} epochs, on the "
+                    f"{paper['n_patients']} patients of the LGG dataset), evaluated on patient "
+                    "folds instead of the paper's slice split.")
+        return ("This run does not repeat the paper's setting; it differs in: "
+                + "; ".join(self.paper_differences()) + ".")
+
+    # ---------------------------------------------------------------- display
+
+    def title(self) -> str:
+        return f"Run card: profile {self.profile}, {self.dataset} data"
+
+    def notes(self) -> list[str]:
+        return self.can_test()
+
+    def to_frame(self) -> pd.DataFrame:
+        """Two columns, setting and value, in reading order."""
+        def yes(flag: bool) -> str:
+            return "yes" if flag else "no"
+
+        share = self.n_tumor_slices / self.n_slices
+        rows = [
+            ("profile", self.profile),
+            ("dataset", self.dataset),
+            ("data source", self.data_source),
+            ("patients", str(self.n_patients)),
+            ("slices", str(self.n_slices)),
+            ("tumor slices", f"{self.n_tumor_slices} ({share:.1%})"),
+            ("institutions", f"{len(self.institutions)} ({', '.join(self.institutions)})"),
+            ("models", ", ".join(MODEL_NAMES[m] for m in self.models)),
+            ("base weights", self.weights),
+            ("transfer learning", yes(self.is_transfer_learning)),
+            ("input size", f"{self.image_size}x{self.image_size}"),
+            ("standardised features", yes(self.standardize_features)),
+            ("patient folds", str(self.n_folds)),
+            ("folds trained", "all" if self.all_folds_run else ", ".join(map(str, self.folds_run))),
+            ("epochs", str(self.epochs)),
+            ("learning rate", f"{self.learning_rate:g}"),
+            ("augmentation", yes(self.augment)),
+            ("protocol", self.protocol),
+            ("both protocols run", yes(self.compare_protocols)),
+            ("leakage experiment", yes(self.leakage_experiment)),
+            ("U-Net input size", f"{self.unet_image_size}x{self.unet_image_size}"),
+            ("U-Net widths", "-".join(map(str, self.unet_widths))),
+            ("U-Net epochs", str(self.unet_epochs)),
+            ("seed", str(self.seed)),
+            ("repeats the paper's setting", yes(self.reproduces_paper_setting)),
+        ]
+        return pd.DataFrame(rows, columns=["setting", "value"])
+
+    def markdown(self) -> str:
+        """A Markdown block for `display(Markdown(...))`: title, table, sentences."""
+        def cell(text: str) -> str:
+            return str(text).replace("|", "\\|")
+
+        table = ["| setting | value |", "|---|---|"]
+        table += [f"| {cell(s)} | {cell(v)} |" for s, v in self.to_frame().itertuples(index=False)]
+        bullets = [f"- {sentence}" for sentence in self.can_test()]
+        return "\n".join([f"**{self.title()}**", "", *table, "", *bullets])
+
+
+def run_card(params, manifest: pd.DataFrame) -> RunCard:
+    """The run card of `params` (a resolved `brainlib.params.Params`) on `manifest` (one row
+    per slice: patient_id, label, institution, dataset)."""
+    missing = [c for c in ("patient_id", "label", "institution", "dataset")
+               if c not in manifest.columns]
+    if missing:
+        raise ValueError(f"run_card: the manifest lacks column(s) {missing}; expected one row "
+                         "per slice with patient_id, label, institution and dataset")
+    if manifest.empty:
+        raise ValueError("run_card: the manifest has no slices")
+    datasets = sorted(manifest["dataset"].astype(str).str.lower().unique())
+    if len(datasets) != 1 or datasets[0] not in ("phantom", "real"):
+        raise ValueError(f"run_card: expected one dataset, 'phantom' or 'real', in the "
+                         f"manifest's dataset column; found {datasets}")
+    n_folds = params["n_folds"]
+    folds = params["folds_to_run"]
+    folds_run = tuple(range(n_folds)) if folds == "all" else tuple(int(f) for f in folds.split(","))
+    return RunCard(
+        profile=params.get("profile", "(none)"),
+        dataset=datasets[0].upper(),
+        data_source=params["data_source"],
+        n_patients=int(manifest["patient_id"].nunique()),
+        n_slices=len(manifest),
+        n_tumor_slices=int((manifest["label"] == 1).sum()),
+        institutions=tuple(sorted(manifest["institution"].astype(str).unique())),
+        models=tuple(params["models"].split(",")),
+        weights=weights_in_words(params["weights"]),
+        image_size=params["image_size"],
+        standardize_features=params["standardize_features"],
+        n_folds=n_folds,
+        folds_run=folds_run,
+        epochs=params["epochs"],
+        learning_rate=params["learning_rate"],
+        augment=params["augment"],
+        protocol=PROTOCOL_WORDS[params["protocol"]],
+        protocol_name=params["protocol"],
+        compare_protocols=params["compare_protocols"],
+        leakage_experiment=params["leakage_experiment"],
+        unet_image_size=params["unet_image_size"],
+        unet_widths=tuple(int(w) for w in params["unet_widths"].split(",")),
+        unet_epochs=params["unet_epochs"],
+        seed=params["seed"],
+    )
