@@ -92,6 +92,7 @@ class RunCard(Result):
     unet_widths: tuple[int, ...]
     unet_epochs: int
     seed: int
+    repeat_seeds: tuple[int, ...] = ()
 
     # ---------------------------------------------------------------- computed
 
@@ -204,8 +205,14 @@ class RunCard(Result):
                          f"{'-'.join(map(str, self.unet_widths))}, {self.unet_epochs} epochs) "
                          "is this study's own: the paper gives no segmentation setting to "
                          "repeat.")
-        sentences.append(f"One seed ({self.seed}) fixes the splits, initial weights and batch "
-                         "order; another seed would show how much the results move with it.")
+        if self.repeat_seeds:
+            sentences.append(f"Seed {self.seed} fixes the splits; the classifiers' main "
+                             f"experiment is trained with seeds {self.seed}, "
+                             f"{', '.join(map(str, self.repeat_seeds))} on the same folds, so "
+                             "chapter 6 shows how much a reseed moves the results.")
+        else:
+            sentences.append(f"One seed ({self.seed}) fixes the splits, initial weights and batch "
+                             "order; another seed would show how much the results move with it.")
         return sentences
 
     def intro_claim(self) -> str:
@@ -316,4 +323,6 @@ def run_card(params, manifest: pd.DataFrame) -> RunCard:
         unet_widths=tuple(int(w) for w in params["unet_widths"].split(",")),
         unet_epochs=params["unet_epochs"],
         seed=params["seed"],
+        repeat_seeds=tuple(s for s in params.training_seeds if s != params["seed"])
+        if hasattr(params, "training_seeds") else (),
     )

@@ -231,7 +231,9 @@ def notebook_sources() -> list[Path]:
 def run_study(profile: str = "default", overrides: dict | None = None, *, force: bool = False,
               only: list[str] | None = None) -> Path:
     """Resolve the parameters, prepare the manifest, then execute each notebook with
-    papermill into the run folder. `force` retrains every model and re-runs every notebook."""
+    papermill into the run folder. A notebook executed with the same resolved parameters,
+    source and library code is not run again; `force` retrains every model and re-runs
+    every notebook."""
     import jupytext
     import papermill
 
@@ -247,8 +249,8 @@ def run_study(profile: str = "default", overrides: dict | None = None, *, force:
     for source in notebook_sources():
         if only and not any(name in source.stem for name in only):
             continue
-        digest = hashlib.sha1(json.dumps([injected, source.read_text()], sort_keys=True,
-                                         default=str).encode()).hexdigest()
+        digest = hashlib.sha1(json.dumps([params, source.read_text(), library_fingerprint()],
+                                         sort_keys=True, default=str).encode()).hexdigest()
         output, stamp = run_dir / f"{source.stem}.ipynb", run_dir / f".{source.stem}.done"
         if not force and output.exists() and stamp.exists() and stamp.read_text() == digest:
             print(f"  {source.stem}: up to date, not re-run", flush=True)
@@ -267,6 +269,15 @@ def run_study(profile: str = "default", overrides: dict | None = None, *, force:
         os.replace(tmp_out, output)
         data.write_text_atomic(stamp, digest)
     return run_dir
+
+
+def library_fingerprint() -> str:
+    """A hash of brainlib's source: an executed notebook is current only for the parameters,
+    notebook source and library code it was executed with."""
+    digest = hashlib.sha1()
+    for path in sorted(Path(__file__).parent.rglob("*.py")) + [schema.PROFILES]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 class NotebookFailed(RuntimeError):
