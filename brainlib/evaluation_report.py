@@ -1,8 +1,9 @@
 """Chapter 05's tables of the main experiment: Table IV with intervals, and the per-patient view.
 
 ``table_iv`` gives the paper's Table IV for this run's held-out predictions, each metric with
-two 95% intervals: slices resampled (too narrow: slices of a patient err together) and
-patients resampled (the honest one), beside the value the paper printed.
+95% intervals: slices resampled (too narrow: slices of a patient err together) and
+patients resampled (the honest one; BCa, and percentile beside it, which is steadier with
+few patients), beside the value the paper printed.
 ``patient_summary`` makes the patient the unit of the slice results: per-patient accuracy,
 misses and false alarms, their mean, worst and best, and the patients with a tumor of
 which not one tumor slice was found.
@@ -26,7 +27,8 @@ class TableIV(stats.Result):
     """Table IV of the paper for one run, with slice- and patient-resampled 95% intervals."""
 
     table: pd.DataFrame
-    """Display table, index (model, metric): "slices resampled", "patients resampled"
+    """Display table, index (model, metric): "slices resampled", "patients resampled" (BCa),
+    "patients, percentile"
     (each "estimate [low, high]") and "paper (%)" (the paper's printed value)."""
     values: pd.DataFrame
     """The same numbers unformatted, one row per (model, metric): estimate, slices_low,
@@ -68,6 +70,8 @@ def table_iv(predictions: pd.DataFrame, model_a: str, model_b: str, n_resamples:
         paired, n_resamples=n_resamples, confidence=confidence, seed=seed).to_frame())
     by_patient = patient_intervals(paired, n_resamples, seed, confidence, cache_dir)
     by_patient = models_only(by_patient[by_patient["metric"] != "auc"])
+    percentile = models_only(patient_intervals(paired, n_resamples, seed, confidence, cache_dir,
+                                               method="percentile"))
     both = by_slice.merge(by_patient, on=["metric", "model"], suffixes=("_s", "_p"),
                           validate="one_to_one")
     values = pd.DataFrame({"model": both["model"], "metric": both["metric"],
@@ -87,6 +91,9 @@ def table_iv(predictions: pd.DataFrame, model_a: str, model_b: str, n_resamples:
                      "slices_low": plain.ci_low, "slices_high": plain.ci_high,
                      "patients_low": clustered.ci_low, "patients_high": clustered.ci_high})
     values = pd.concat([values, pd.DataFrame(aucs)], ignore_index=True)
+    values = values.merge(percentile[["metric", "model", "ci_low", "ci_high"]].rename(
+        columns={"ci_low": "percentile_low", "ci_high": "percentile_high"}),
+        on=["metric", "model"], how="left")
     values["paper_percent"] = [audit.PRINTED_TABLE_IV.get(m, {}).get(k, np.nan)
                                for m, k in zip(values["model"], values["metric"])]
     order = {model_a: 0, model_b: 1}
@@ -98,6 +105,8 @@ def table_iv(predictions: pd.DataFrame, model_a: str, model_b: str, n_resamples:
                              values[["estimate", "slices_low", "slices_high"]].to_numpy()],
         "patients resampled": [interval_text(e, lo, hi) for e, lo, hi in
                                values[["estimate", "patients_low", "patients_high"]].to_numpy()],
+        "patients, percentile": [interval_text(e, lo, hi) for e, lo, hi in values[
+            ["estimate", "percentile_low", "percentile_high"]].to_numpy()],
         "paper (%)": values["paper_percent"]}).set_index(["model", "metric"])
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = float(np.nanmedian(widths["patients"] / widths["slices"]))

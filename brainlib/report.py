@@ -145,8 +145,10 @@ def cached_frame(cache_dir, name: str, key: dict,
 
 
 def patient_intervals(paired: pd.DataFrame, n_resamples: int, seed: int,
-                      confidence: float = 0.95, cache_dir=None) -> pd.DataFrame:
-    """Patient-resampled BCa intervals of eqs. (30)-(35) (``stats.bootstrap_metrics``) and of
+                      confidence: float = 0.95, cache_dir=None,
+                      method: str = "BCa") -> pd.DataFrame:
+    """Patient-resampled intervals (BCa, or ``method="percentile"``, which is steadier with
+    few patients) of eqs. (30)-(35) (``stats.bootstrap_metrics``) and of
     the AUC (``stats.cluster_bootstrap_auc``) for both models of a paired table and their
     difference a - b: one row per (metric, model), differences included.
 
@@ -156,16 +158,17 @@ def patient_intervals(paired: pd.DataFrame, n_resamples: int, seed: int,
     model_a, model_b = paired.attrs.get("model_a", "a"), paired.attrs.get("model_b", "b")
     key = {"models": [model_a, model_b], "paired": frame_digest(paired),
            "n_resamples": int(n_resamples), "seed": int(seed), "confidence": confidence,
-           "cluster": "patient_id", "method": "BCa"}
+           "cluster": "patient_id", "method": method}
 
     def compute() -> pd.DataFrame:
         metrics = stats.bootstrap_metrics(paired, cluster="patient_id", n_resamples=n_resamples,
-                                          confidence=confidence, seed=seed)
+                                          confidence=confidence, method=method, seed=seed)
         aucs = stats.cluster_bootstrap_auc(paired, n_resamples=n_resamples,
-                                           confidence=confidence, seed=seed)
+                                           confidence=confidence, method=method, seed=seed)
         return pd.concat([metrics.to_frame(), aucs.to_frame()], ignore_index=True)
 
-    return cached_frame(cache_dir, "patient-intervals", key, compute)
+    name = "patient-intervals" if method == "BCa" else f"patient-intervals-{method.lower()}"
+    return cached_frame(cache_dir, name, key, compute)
 
 
 def models_only(frame: pd.DataFrame) -> pd.DataFrame:

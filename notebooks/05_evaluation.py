@@ -116,7 +116,9 @@ for model, c in counts.items():
 #   because slices of one patient succeed and fail together;
 # - **patients resampled**: a bootstrap that draws whole patients with all their slices
 #   (BCa; Obuchowski's patient-clustered DeLong variance for AUC). This is the honest one:
-#   a new study would sample new patients, not new slices of the same patients.
+#   a new study would sample new patients, not new slices of the same patients. With few
+#   patients BCa's corrections are themselves noisy, so the plain percentile interval of the
+#   same patient bootstrap stands beside it (for AUC, the patient bootstrap's).
 #
 # The last column repeats the paper's Table IV for reference; it was computed on real
 # slices with a slice split (see the audit in the next chapter), so it is not comparable

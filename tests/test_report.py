@@ -388,3 +388,16 @@ def test_seed_spread_gives_each_seed_then_mean_and_sd(main):
     assert table.loc[1, f"{MODELS[0]} accuracy"] == pytest.approx(1 - accuracy)
     assert table.loc["mean", f"{MODELS[0]} accuracy"] == pytest.approx(0.5)
     assert table.loc["sd", "accuracy difference"] >= 0
+
+
+def test_table_iv_shows_percentile_patient_intervals_beside_bca(main):
+    table = er.table_iv(main, *MODELS, n_resamples=N_RESAMPLES, seed=0)
+    assert "patients, percentile" in table.table.columns
+    values = table.values.set_index(["model", "metric"])
+    for key, row in values.iterrows():
+        assert row["percentile_low"] <= row["estimate"] <= row["percentile_high"], key
+    pct = report.patient_intervals(stats.pair_predictions(report.main_predictions(main), *MODELS),
+                                   N_RESAMPLES, 0, method="percentile")
+    accuracy = pct[(pct["metric"] == "accuracy") & (pct["model"] == MODELS[0])].iloc[0]
+    assert values.loc[(MODELS[0], "accuracy"), "percentile_low"] == accuracy["ci_low"]
+    assert set(pct["ci_method"]) == {"percentile"}
