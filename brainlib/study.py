@@ -20,9 +20,8 @@ import pandas as pd
 
 from . import data, params as schema, splits
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = schema.REPO_ROOT
 NOTEBOOKS = REPO_ROOT / "notebooks"
-CLASSIFIERS = schema.MODEL_CHOICES
 SEGMENTER = "unet"
 
 
