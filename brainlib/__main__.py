@@ -74,6 +74,8 @@ COMMANDS = {
     "summary": _lazy("models", "summary_main"),
     "study": _lazy("study", "study_main"),
     "params": _lazy("params", "params_main"),
+    "train": _lazy("bundle", "train_main"),
+    "predict": _lazy("bundle", "predict_main"),
 }
 
 
@@ -86,7 +88,9 @@ def main(argv: list[str] | None = None) -> int:
               "  download                fetch the Kaggle dataset (needs internet)\n"
               "  summary MODEL           layer table and parameter counts\n"
               "  study [--profile NAME]  run the notebooks with papermill\n"
-              "  params [--profile NAME] list the study parameters (or a profile's values)",
+              "  params [--profile NAME] list the study parameters (or a profile's values)\n"
+              "  train --out DIR         train every model on all patients: one bundle each\n"
+              "  predict BUNDLES DATA --out FILE.csv   score a folder with trained bundles",
               file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return COMMANDS[argv[0]](argv[1:])

@@ -16,7 +16,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from .metrics import ConfusionCounts, metrics_from_counts
 from .stats import (
-    MCNEMAR_METHODS, Result, mcnemar_pvalue, metric_posteriors, paired_difference_ci,
+    DEFAULT_PRIOR, MCNEMAR_METHODS, Result, mcnemar_pvalue, metric_posteriors, paired_difference_ci,
 )
 
 # ---------------------------------------------------------------------------- the paper, as printed
@@ -131,8 +131,8 @@ def rounding_scores(table_iv: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------- intervals on the paper's counts
 
 def paper_intervals(counts: dict[str, ConfusionCounts], confidence: float = 0.95,
-                    prior=(0.5, 0.5)) -> pd.DataFrame:
-    """Wilson and Clopper-Pearson CIs and Beta posteriors (Jeffreys prior by default) for
+                    prior=DEFAULT_PRIOR) -> pd.DataFrame:
+    """Wilson and Clopper-Pearson CIs and Beta posteriors (`stats.DEFAULT_PRIOR`) for
     accuracy, sensitivity (= recall), specificity and precision of each table."""
     rows = []
     for model, c in counts.items():

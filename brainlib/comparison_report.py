@@ -17,12 +17,12 @@ import pandas as pd
 
 from . import metrics, stats
 from .report import (
-    differences_only, interval_side, lean, main_predictions, patient_intervals, percent_points,
+    differences_only, interval_side, lean, main_predictions, percent_points, with_percentile,
 )
 
 FOLD_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "auc")
-BETA_PRIOR = (1.0, 1.0)
-"""The uniform prior of each model's proportions (Beta-Binomial)."""
+BETA_PRIOR = stats.DEFAULT_PRIOR
+"""The prior of each model's proportions (Beta-Binomial): the library's one default."""
 
 
 @dataclass
@@ -42,9 +42,10 @@ class ModelComparison(stats.Result):
     slice_intervals: pd.DataFrame
     """``stats.bootstrap_metrics`` resampling slices: one row per (metric, model)."""
     patient_intervals: pd.DataFrame
-    """``report.patient_intervals``: eqs. (30)-(35) and AUC, resampling patients."""
+    """``report.with_percentile``: eqs. (30)-(35) and AUC, resampling patients (BCa, with
+    the percentile limits of the same bootstrap beside them)."""
     intervals: pd.DataFrame
-    """Both, side by side: index (metric, model, resampled)."""
+    """Both, side by side: index (metric, model, resampled); percentile limits for patients."""
     differences: pd.DataFrame
     """The a - b rows of both, with ``unit`` and ``label`` (input of ``plots.forest_figure``)."""
     posteriors: pd.DataFrame
@@ -105,8 +106,10 @@ class ModelComparison(stats.Result):
              self.mcnemar.ci_low, self.mcnemar.ci_high, self.mcnemar.pvalue, np.nan, np.nan),
             ("accuracy", "slices", "bootstrap", slice_acc["estimate"], slice_acc["ci_low"],
              slice_acc["ci_high"], np.nan, np.nan, np.nan),
-            ("accuracy", "patients", "bootstrap", acc["estimate"], acc["ci_low"], acc["ci_high"],
-             np.nan, np.nan, np.nan)]
+            ("accuracy", "patients", "bootstrap (BCa)", acc["estimate"], acc["ci_low"],
+             acc["ci_high"], np.nan, np.nan, np.nan),
+            ("accuracy", "patients", "bootstrap (percentile)", acc["estimate"],
+             acc["percentile_low"], acc["percentile_high"], np.nan, np.nan, np.nan)]
         for unit, post in (("slices", self.slice_posterior), ("patients", self.patient_posterior)):
             rows.append(("accuracy", unit, post.method, post.mean_difference, post.ci_low,
                          post.ci_high, np.nan, post.p_a_better, post.p_rope))
@@ -120,8 +123,10 @@ class ModelComparison(stats.Result):
             rows.append(("auc", unit, d.method, d.difference, d.ci_low, d.ci_high, d.pvalue,
                          np.nan, np.nan))
         auc = self.auc_patients
-        rows.append(("auc", "patients", "bootstrap", auc["estimate"], auc["ci_low"],
+        rows.append(("auc", "patients", "bootstrap (BCa)", auc["estimate"], auc["ci_low"],
                      auc["ci_high"], np.nan, np.nan, np.nan))
+        rows.append(("auc", "patients", "bootstrap (percentile)", auc["estimate"],
+                     auc["percentile_low"], auc["percentile_high"], np.nan, np.nan, np.nan))
         return pd.DataFrame(rows, columns=["metric", "unit", "method", f"{a} - {b}", "ci_low",
                                            "ci_high", "pvalue", f"P({a} better)", "P(in ROPE)"])
 
@@ -155,11 +160,12 @@ def compare_models(predictions: pd.DataFrame, model_a: str, model_b: str, rope: 
                           index=pd.Index([f"{model_a} right", f"{model_a} wrong"], name=""),
                           columns=[f"{model_b} right", f"{model_b} wrong"])
     by_slice = stats.bootstrap_metrics(paired, n_resamples=slice_resamples, seed=seed).to_frame()
-    by_patient = patient_intervals(paired, n_resamples, seed, cache_dir=cache_dir)
+    by_patient = with_percentile(paired, n_resamples, seed, cache_dir=cache_dir)
     columns = ["estimate", "ci_low", "ci_high", "ci_method"]
+    percentile = ["percentile_low", "percentile_high"]
     intervals = pd.concat(
         {"slices": by_slice.set_index(["metric", "model"])[columns],
-         "patients": by_patient.set_index(["metric", "model"])[columns]},
+         "patients": by_patient.set_index(["metric", "model"])[columns + percentile]},
         names=["resampled"]).reorder_levels([1, 2, 0])
     order = pd.MultiIndex.from_product([list(FOLD_METRICS),
                                         [model_a, model_b, f"{model_a} - {model_b}"],
@@ -183,7 +189,10 @@ def compare_models(predictions: pd.DataFrame, model_a: str, model_b: str, rope: 
     auc_boot = auc_boot[auc_boot["metric"] == "auc"].iloc[0]
     auc_tests = pd.concat([delong.to_frame(), delong_clustered.to_frame(), pd.DataFrame([{
         "method": "patient bootstrap (BCa)", "difference": auc_boot["estimate"],
-        "ci_low": auc_boot["ci_low"], "ci_high": auc_boot["ci_high"]}])], ignore_index=True)
+        "ci_low": auc_boot["ci_low"], "ci_high": auc_boot["ci_high"]}, {
+        "method": "patient bootstrap (percentile)", "difference": auc_boot["estimate"],
+        "ci_low": auc_boot["percentile_low"], "ci_high": auc_boot["percentile_high"]}])],
+        ignore_index=True)
 
     n_folds = int(main["fold"].nunique())
     fold_tests, fold_skipped = _fold_tests(main, model_a, model_b, rope, n_folds)
@@ -259,11 +268,11 @@ def _paper_lines(audit_result, names) -> list[str]:
 
 
 def _claim_line(low: float, high: float, gap: float) -> str:
-    """Can the patient-level interval speak to a difference of the paper's size?"""
+    """Can the primary interval speak to a difference of the paper's size?"""
     width = high - low
-    size = (f"The patient-level 95% interval of the accuracy difference ({low:+.3f} to "
-            f"{high:+.3f}) is {width:.3f} wide, {'wider' if width > gap else 'narrower'} than "
-            f"the paper's claimed difference of {gap:+.3f} ({percent_points(gap)})")
+    size = (f"The primary 95% interval ({low:+.3f} to {high:+.3f}) is {width:.3f} wide, "
+            f"{'wider' if width > gap else 'narrower'} than the paper's claimed difference of "
+            f"{gap:+.3f} ({percent_points(gap)})")
     has_zero, has_gap = low <= 0 <= high, low <= gap <= high
     if has_zero and has_gap:
         return size + ("; it includes both 0 and the claimed difference, so this run can "
@@ -279,65 +288,80 @@ def _claim_line(low: float, high: float, gap: float) -> str:
     return size + "; it lies above the claimed difference: a larger advantage than the paper's."
 
 
-def conclusions(comparison: ModelComparison, audit_result, dataset_label: str) -> list[str]:
+def conclusions(comparison: ModelComparison, primary, audit_result,
+                dataset_label: str) -> list[str]:
     """The closing sentences of chapter 06, each computed from the results: the paper's
-    tables, then this run, in the language the evidence allows (an interval that includes 0
-    is "no difference detected", never "no difference"; a large p-value is not equivalence)."""
-    c = comparison
+    tables, then this run's primary result (``primary.primary_endpoint``, the declared
+    decision) and its secondary tests, in the language the evidence allows (an interval that
+    includes 0 is "no difference detected", never "no difference"; a large p-value is not
+    equivalence; a secondary test never overrules the primary one)."""
+    c, p = comparison, primary
     names = (c.model_a, c.model_b)
     m, post, acc = c.mcnemar, c.patient_posterior, c.accuracy_patients
     lines = ["The paper's own tables:", *_paper_lines(audit_result, names), "",
              f"This study's predictions ({dataset_label}, patient folds, {c.n_patients} patients):"]
-    lines.append(f"- accuracy {m.accuracy_a:.3f} ({c.model_a}) vs {m.accuracy_b:.3f} "
-                 f"({c.model_b}), difference {m.difference:+.3f}; AUC difference "
-                 f"{c.delong.difference:+.3f}.")
+    decision = (f"it {interval_side(p.wald_low, p.wald_high, 0.0, names)}"
+                if p.interval_excludes_zero else "it includes 0: no difference detected")
+    lines.append(f"- Primary (declared before the results): accuracy {p.accuracy_a:.3f} "
+                 f"({c.model_a}) vs {p.accuracy_b:.3f} ({c.model_b}), difference "
+                 f"{p.estimate:+.3f}; 95% interval from the patient-cluster SE "
+                 f"{p.wald_low:+.3f} to {p.wald_high:+.3f}: {decision}.")
     p_lean = lean(post.p_a_better - 0.5, names)
-    leans = {lean(m.difference, names), lean(c.delong.difference, names), p_lean}
-    evidence = (f"accuracy difference {m.difference:+.3f}, AUC difference "
+    leans = {lean(p.estimate, names), lean(c.delong.difference, names), p_lean}
+    evidence = (f"accuracy difference {p.estimate:+.3f}, AUC difference "
                 f"{c.delong.difference:+.3f}, P({c.model_a} better) = {post.p_a_better:.3f} "
                 "with patients as the unit")
     if len(leans) == 1 and "neither" not in leans:
         lines.append(f"- The estimates lean towards {leans.pop()} ({evidence}); a lean is not "
-                     "a detected difference: the intervals below say whether one was detected.")
+                     "a detected difference: the intervals say whether one was detected.")
     else:
         lines.append(f"- The estimates do not lean one way ({evidence}).")
-    lines.append(f"- slices as the unit: exact McNemar p = {m.pvalue:.3g}; Newcombe 95% CI "
-                 f"{m.ci_low:+.3f} to {m.ci_high:+.3f}, which "
-                 f"{interval_side(m.ci_low, m.ci_high, 0.0, names)}.")
-    lines.append(f"- patients as the unit: bootstrap 95% CI {acc['ci_low']:+.3f} to "
-                 f"{acc['ci_high']:+.3f}, which "
-                 f"{interval_side(acc['ci_low'], acc['ci_high'], 0.0, names)}; "
-                 f"P({c.model_a} better) = {post.p_a_better:.3f}, P(inside ROPE +-{c.rope:g}) = "
-                 f"{post.p_rope:.3f}.")
-    d = c.delong_clustered
-    lines.append(f"- AUC difference {d.difference:+.3f}: clustered DeLong p = {d.pvalue:.3g}, "
-                 f"95% CI {d.ci_low:+.3f} to {d.ci_high:+.3f}, which "
-                 f"{interval_side(d.ci_low, d.ci_high, 0.0, names)}.")
-    total = len(c.holm)
-    lines.append(f"- Holm-corrected: {sum(c.rejected.values())} of {total} tests reject 'no "
-                 "difference'" + (f" (fold-level tests skipped: {len(c.fold_skipped)} of "
-                                  f"{len(FOLD_METRICS)} metrics)." if c.fold_skipped else "."))
-    inside = -c.rope <= acc["ci_low"] and acc["ci_high"] <= c.rope
-    if acc["ci_low"] <= 0 <= acc["ci_high"]:
+    inside = -c.rope <= p.wald_low and p.wald_high <= c.rope
+    if not p.interval_excludes_zero:
         lines.append("- No difference in accuracy was detected with patients as the unit. That is "
                      "not evidence that the models are equal: a large p-value never shows "
-                     "equivalence. Equivalence needs the patient-level interval inside the ROPE "
+                     "equivalence. Equivalence needs the primary interval inside the ROPE "
                      f"of +-{c.rope:g}, and it lies " + (
                          "inside: the two are practically equivalent at this ROPE." if inside
                          else "not inside: practical equivalence is not shown either."))
     elif inside:
-        lines.append(f"- A difference was detected, but the patient-level interval lies inside "
+        lines.append(f"- A difference was detected, but the primary interval lies inside "
                      f"the ROPE of +-{c.rope:g}: too small to choose a network by.")
+    lines.append("- " + p.power_sentence())
     gap = paper_accuracy_gap(audit_result, *names)
     if np.isfinite(gap):
-        lines.append("- " + _claim_line(float(acc["ci_low"]), float(acc["ci_high"]), gap))
+        lines.append("- " + _claim_line(p.wald_low, p.wald_high, gap))
+    total = len(c.holm)
+    lines.append(f"- Secondary, the same comparison from other sides; Holm-corrected, "
+                 f"{sum(c.rejected.values())} of {total} tests reject 'no difference'" + (
+                     f" (fold-level tests skipped: {len(c.fold_skipped)} of "
+                     f"{len(FOLD_METRICS)} metrics):" if c.fold_skipped else ":"))
+    lines.append(f"  - slices as the unit: exact McNemar p = {m.pvalue:.3g}; Newcombe 95% CI "
+                 f"{m.ci_low:+.3f} to {m.ci_high:+.3f}, which "
+                 f"{interval_side(m.ci_low, m.ci_high, 0.0, names)}.")
+    lines.append(f"  - patients as the unit, bootstrap: BCa 95% CI {acc['ci_low']:+.3f} to "
+                 f"{acc['ci_high']:+.3f}, which "
+                 f"{interval_side(acc['ci_low'], acc['ci_high'], 0.0, names)}; percentile "
+                 f"{p.percentile_low:+.3f} to {p.percentile_high:+.3f}; "
+                 f"P({c.model_a} better) = {post.p_a_better:.3f}, P(inside ROPE +-{c.rope:g}) = "
+                 f"{post.p_rope:.3f}.")
+    d = c.delong_clustered
+    lines.append(f"  - AUC difference {d.difference:+.3f}: clustered DeLong p = {d.pvalue:.3g}, "
+                 f"95% CI {d.ci_low:+.3f} to {d.ci_high:+.3f}, which "
+                 f"{interval_side(d.ci_low, d.ci_high, 0.0, names)}.")
+    secondary = [(acc["ci_low"], acc["ci_high"]), (p.percentile_low, p.percentile_high),
+                 (m.ci_low, m.ci_high)]
+    if any((low > 0 or high < 0) != p.interval_excludes_zero for low, high in secondary):
+        lines.append("- The secondary intervals do not all agree with the primary one about 0. "
+                     "The primary decides, as declared; the disagreement says that with this "
+                     "few patients the verdict is fragile.")
     if dataset_label.upper() == "PHANTOM":
         lines.append("- These are PHANTOM numbers: they show the analysis works; they say "
                      "nothing about which network is better on real brain MRI.")
     return lines
 
 
-def priors_table(comparison: ModelComparison, paper_prior=(0.5, 0.5)) -> pd.DataFrame:
+def priors_table(comparison: ModelComparison, paper_prior=BETA_PRIOR) -> pd.DataFrame:
     """The prior behind each Bayesian result of chapter 06, one row per result."""
     c = comparison
     if "accuracy" in c.fold_tests:
@@ -354,7 +378,8 @@ def priors_table(comparison: ModelComparison, paper_prior=(0.5, 0.5)) -> pd.Data
         {"result": "fold-level correlated t-test", "prior": fold_prior},
         {"result": "intervals on the paper's counts",
          "prior": f"Beta({paper_prior[0]:g}, {paper_prior[1]:g})"
-                  + (" (Jeffreys)" if tuple(paper_prior) == (0.5, 0.5) else "")},
+                  + (" (Jeffreys)" if tuple(paper_prior) == (0.5, 0.5) else
+                     " (uniform)" if tuple(paper_prior) == (1.0, 1.0) else "")},
         {"result": "region of practical equivalence", "prior": f"+-{c.rope:g} accuracy"},
     ]).set_index("result")
 

@@ -22,6 +22,8 @@ import tifffile
 KAGGLE_DATASET = "mateuszbuda/lgg-mri-segmentation"
 DATA_ENV_VAR = "BRAINLIB_DATA"
 CACHE_ENV_VAR = "BRAINLIB_CACHE"
+UNKNOWN_LABEL = -1
+"""The label of a slice scanned without its mask (`scan_dataset(masks_required=False)`)."""
 MANIFEST_COLUMNS = [
     "patient_id", "institution", "slice_number", "image_path", "mask_path",
     "label", "tumor_pixels",
@@ -129,13 +131,15 @@ def _patient_dirs(folder: Path) -> list[Path]:
 
 
 def scan_dataset(path: str | os.PathLike, *, collect_problems: bool = False,
-                 use_cache: bool = True) -> ScanResult:
+                 use_cache: bool = True, masks_required: bool = True) -> ScanResult:
     """Scan a `kaggle_3m` folder (or a parent of it) into a manifest, checking every file.
 
     Each image needs its mask and the reverse; images must be HxWx3 uint8, masks HxW
     uint8 of values {0, 255}; slice numbers must be unique per patient. By default the
     first problem raises `DatasetError`; with `collect_problems=True` the scan goes on and
-    returns every problem with the manifest of the valid slices.
+    returns every problem with the manifest of the valid slices. With
+    `masks_required=False` (new patients to predict) an image may have no mask: its
+    `mask_path` is empty and its `label` is -1 (unknown).
     """
     root = find_kaggle_3m(path)
     problems: list[DataProblem] = []
@@ -152,9 +156,9 @@ def scan_dataset(path: str | os.PathLike, *, collect_problems: bool = False,
         elif entry.is_file() and entry.name not in NOT_SLICES and entry.suffix in (".tif", ".tiff"):
             report(entry, "slice outside a patient folder")
     for patient_dir in _patient_dirs(root):
-        pairs += _pair_patient_files(patient_dir, report)
+        pairs += _pair_patient_files(patient_dir, report, masks_required)
 
-    signatures = [(_signature(img), _signature(msk)) for _, _, img, msk in pairs]
+    signatures = [(_signature(img), _signature(msk) if msk else None) for _, _, img, msk in pairs]
     cache = _load_scan_cache(root) if use_cache else {}
     to_check = [i for i, sig in enumerate(signatures) if json.dumps(sig) not in cache]
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -173,8 +177,8 @@ def scan_dataset(path: str | os.PathLike, *, collect_problems: bool = False,
             "institution": PATIENT_DIR.match(patient_id)["institution"],
             "slice_number": slice_number,
             "image_path": str(image_path),
-            "mask_path": str(mask_path),
-            "label": int(outcome["tumor_pixels"] > 0),
+            "mask_path": str(mask_path) if mask_path else "",
+            "label": int(outcome["tumor_pixels"] > 0) if mask_path else UNKNOWN_LABEL,
             "tumor_pixels": int(outcome["tumor_pixels"]),
         })
     if use_cache and fresh:
@@ -187,7 +191,7 @@ def scan_dataset(path: str | os.PathLike, *, collect_problems: bool = False,
     return ScanResult(root=root, manifest=manifest, problems=problems)
 
 
-def _pair_patient_files(patient_dir: Path, report) -> list[tuple]:
+def _pair_patient_files(patient_dir: Path, report, masks_required: bool = True) -> list[tuple]:
     """Match `<patient>_<N>.tif` with `<patient>_<N>_mask.tif`, in natural slice order."""
     images, masks = {}, {}
     for f in sorted(patient_dir.iterdir()):
@@ -202,22 +206,29 @@ def _pair_patient_files(patient_dir: Path, report) -> list[tuple]:
             report(f, f"duplicate slice number {number} (also {kind[number]})")
             continue
         kind[number] = f
-    for number in sorted(set(images) - set(masks)):
-        report(images[number], "image has no mask")
+    if masks_required:
+        for number in sorted(set(images) - set(masks)):
+            report(images[number], "image has no mask")
     for number in sorted(set(masks) - set(images)):
         report(masks[number], "mask has no image")
     if not images and not masks:
         report(patient_dir, "patient folder holds no slices")
-    return [(patient_dir.name, n, images[n], masks[n]) for n in sorted(set(images) & set(masks))]
+    numbers = sorted(set(images) if not masks_required else set(images) & set(masks))
+    return [(patient_dir.name, n, images[n], masks.get(n)) for n in numbers]
 
 
-def _check_pair(image_path: Path, mask_path: Path) -> dict:
-    """Decode one slice and its mask; return the tumor pixel count or the problem."""
+def _check_pair(image_path: Path, mask_path: Path | None) -> dict:
+    """Decode one slice and its mask (if any); return the tumor pixel count or the problem."""
     try:
         image = read_tiff(image_path)
         if image.ndim != 3 or image.shape[2] != 3:
             return {"path": str(image_path),
                     "problem": f"image has shape {image.shape}, expected (H, W, 3) RGB"}
+        if mask_path is None:
+            if image.dtype != np.uint8:
+                return {"path": str(image_path), "problem": "dtype is not uint8 (expected 8-bit "
+                                                            "images)"}
+            return {"tumor_pixels": -1}
         mask = read_tiff(mask_path)
         if mask.ndim == 3 and mask.shape[2] == 1:
             mask = mask[..., 0]

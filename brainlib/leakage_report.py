@@ -20,8 +20,8 @@ import pandas as pd
 
 from . import stats
 from .report import (
-    MAIN_CONTROL, MAIN_SCHEME, check_one_protocol, differences_only, interval_side,
-    interval_text, main_predictions, models_only, patient_intervals,
+    BOTH_INTERVALS_NOTE, MAIN_CONTROL, MAIN_SCHEME, both_intervals_text, check_one_protocol,
+    differences_only, interval_side, main_predictions, models_only, with_percentile,
 )
 
 NOT_RUN = ("the leakage experiment was not run: the predictions hold only the patient split "
@@ -55,7 +55,8 @@ class LeakageTable(stats.Result):
     available: bool
     reason: str
     frame: pd.DataFrame
-    """Long form: split, labels, model, metric, estimate, ci_low, ci_high, chance, n_slices,
+    """Long form: split, labels, model, metric, estimate, ci_low, ci_high (BCa),
+    percentile_low, percentile_high (the same patient bootstrap), chance, n_slices,
     n_patients."""
     majority_rate: float
     """Accuracy of always answering the majority class on the main experiment's slices."""
@@ -64,11 +65,12 @@ class LeakageTable(stats.Result):
 
     @property
     def table(self) -> pd.DataFrame:
-        """Display table: rows (labels, split), columns (metric, model), "estimate [low, high]"."""
+        """Display table: rows (labels, split), columns (metric, model),
+        "estimate [BCa low, high] (percentile low, high)"."""
         if self.frame.empty:
             return pd.DataFrame()
-        text = self.frame.assign(value=[interval_text(*v) for v in
-                                        self.frame[["estimate", "ci_low", "ci_high"]].to_numpy()])
+        text = self.frame.assign(value=[both_intervals_text(*v) for v in self.frame[
+            ["estimate", "ci_low", "ci_high", "percentile_low", "percentile_high"]].to_numpy()])
         return text.pivot(index=["labels", "split"], columns=["metric", "model"], values="value")
 
     @property
@@ -82,6 +84,7 @@ class LeakageTable(stats.Result):
 
     def notes(self) -> list[str]:
         head = [] if self.available else [self.reason]
+        head.append(BOTH_INTERVALS_NOTE)
         if np.isfinite(self.majority_rate):
             head.append(f"chance: AUC 0.5; accuracy {self.majority_rate:.3f} by always answering "
                         "the majority class")
@@ -100,8 +103,8 @@ def leakage_table(predictions: pd.DataFrame, models, n_resamples: int, seed: int
     model_a, model_b = list(models)[:2]
     main = main_predictions(predictions)
     majority = _majority_rate(main.drop_duplicates(SLICE_KEYS)["y_true"]) if len(main) else np.nan
-    columns = ["split", "labels", "model", "metric", "estimate", "ci_low", "ci_high", "chance",
-               "n_slices", "n_patients"]
+    columns = ["split", "labels", "model", "metric", "estimate", "ci_low", "ci_high",
+               "percentile_low", "percentile_high", "chance", "n_slices", "n_patients"]
     if _only_main_experiment(predictions):
         return LeakageTable(available=False, reason=NOT_RUN, frame=pd.DataFrame(columns=columns),
                             majority_rate=majority)
@@ -110,7 +113,7 @@ def leakage_table(predictions: pd.DataFrame, models, n_resamples: int, seed: int
         where = f"{scheme} split, {_labels(control)} labels"
         try:
             pair = stats.pair_predictions(experiment, model_a, model_b)
-            intervals = patient_intervals(pair, n_resamples, seed, confidence, cache_dir)
+            intervals = with_percentile(pair, n_resamples, seed, confidence, cache_dir)
         except ValueError as error:  # a model missing, one patient, one class, ...
             skipped.append(f"{where}: {error}")
             continue
@@ -119,7 +122,9 @@ def leakage_table(predictions: pd.DataFrame, models, n_resamples: int, seed: int
         for r in chosen.itertuples():
             rows.append({"split": scheme, "labels": _labels(control), "model": r.model,
                          "metric": r.metric, "estimate": r.estimate, "ci_low": r.ci_low,
-                         "ci_high": r.ci_high, "chance": 0.5 if r.metric == "auc" else chance,
+                         "ci_high": r.ci_high, "percentile_low": r.percentile_low,
+                         "percentile_high": r.percentile_high,
+                         "chance": 0.5 if r.metric == "auc" else chance,
                          "n_slices": len(pair), "n_patients": pair["patient_id"].nunique()})
     frame = pd.DataFrame(rows, columns=columns)
     reason = "" if rows else "no experiment could be computed: " + "; ".join(skipped)
@@ -136,7 +141,8 @@ class LeakageInflation(stats.Result):
     available: bool
     reason: str
     frame: pd.DataFrame
-    """model, metric, slice_minus_patient, ci_low, ci_high, n_slices, n_patients."""
+    """model, metric, slice_minus_patient, ci_low, ci_high (BCa), percentile_low,
+    percentile_high, n_slices, n_patients."""
     common_slices: dict[str, int]
     """Per model, the slices both splits scored with true labels."""
     scored: dict[str, tuple[int, int]]
@@ -149,6 +155,8 @@ class LeakageInflation(stats.Result):
 
     def notes(self) -> list[str]:
         out = [] if self.available else [self.reason]
+        out.append("ci_low, ci_high: BCa; percentile_low, percentile_high: percentile limits of "
+                   "the same patient bootstrap, steadier with few patients")
         for model, n in self.common_slices.items():
             slice_split, patient_split = self.scored[model]
             out.append(f"{model}: compared on the {n} slices both splits scored (slice split "
@@ -168,8 +176,8 @@ def leakage_inflation(predictions: pd.DataFrame, models, n_resamples: int, seed:
     folds, the two splits' folds hold different slices); ``common_slices`` says how many.
     """
     check_one_protocol(predictions, "leakage_inflation")
-    columns = ["model", "metric", "slice_minus_patient", "ci_low", "ci_high", "n_slices",
-               "n_patients"]
+    columns = ["model", "metric", "slice_minus_patient", "ci_low", "ci_high", "percentile_low",
+               "percentile_high", "n_slices", "n_patients"]
     empty = pd.DataFrame(columns=columns)
     if _only_main_experiment(predictions):
         return LeakageInflation(False, NOT_RUN, empty, {}, {})
@@ -193,14 +201,16 @@ def leakage_inflation(predictions: pd.DataFrame, models, n_resamples: int, seed:
         by_split = within.assign(model=within["scheme"], scheme="both", fold=0)
         try:
             pair = stats.pair_predictions(by_split, "slice", "patient")
-            intervals = differences_only(patient_intervals(pair, n_resamples, seed, confidence,
-                                                           cache_dir))
+            intervals = differences_only(with_percentile(pair, n_resamples, seed, confidence,
+                                                         cache_dir))
         except ValueError as error:
             skipped.append(f"{model}: {error}")
             continue
         for r in intervals[intervals["metric"].isin(["accuracy", "auc"])].itertuples():
             rows.append({"model": model, "metric": r.metric, "slice_minus_patient": r.estimate,
-                         "ci_low": r.ci_low, "ci_high": r.ci_high, "n_slices": len(pair),
+                         "ci_low": r.ci_low, "ci_high": r.ci_high,
+                         "percentile_low": r.percentile_low,
+                         "percentile_high": r.percentile_high, "n_slices": len(pair),
                          "n_patients": pair["patient_id"].nunique()})
     frame = pd.DataFrame(rows, columns=columns)
     if rows:
@@ -210,6 +220,21 @@ def leakage_inflation(predictions: pd.DataFrame, models, n_resamples: int, seed:
     else:
         reason = "no model could be compared: " + "; ".join(skipped)
     return LeakageInflation(bool(rows), reason, frame, common, scored, skipped)
+
+
+def _side(low, high, reference) -> int:
+    return 1 if low > reference else -1 if high < reference else 0
+
+
+def _percentile_check(row, reference: float) -> str:
+    """Empty when the percentile interval says the same about ``reference`` as BCa; else
+    the disagreement, in words (a verdict that depends on the interval method is fragile)."""
+    if _side(row.ci_low, row.ci_high, reference) == _side(row.percentile_low,
+                                                          row.percentile_high, reference):
+        return ""
+    return (f"; the percentile interval ({row.percentile_low:+.3f} to {row.percentile_high:+.3f}) "
+            f"{interval_side(row.percentile_low, row.percentile_high, reference, None)}, so "
+            "this verdict depends on the interval method: fragile")
 
 
 def leakage_sentences(table: LeakageTable, inflation: LeakageInflation) -> list[str]:
@@ -224,7 +249,8 @@ def leakage_sentences(table: LeakageTable, inflation: LeakageInflation) -> list[
         lines.append(f"{r.model}: the slice split {direction} {r.metric} by {abs(change):.3f} on "
                      f"{r.n_slices} slices both splits scored (the 95% interval "
                      f"{interval_side(r.ci_low, r.ci_high, 0.0, names=None)}: "
-                     f"{r.ci_low:+.3f} to {r.ci_high:+.3f}).")
+                     f"{r.ci_low:+.3f} to {r.ci_high:+.3f})"
+                     + _percentile_check(r, 0.0) + ".")
     if not table.available:
         lines.append(f"Shuffled-label controls: not computed ({table.reason}).")
         return lines
@@ -235,7 +261,8 @@ def leakage_sentences(table: LeakageTable, inflation: LeakageInflation) -> list[
     for r in controls.itertuples():
         lines.append(f"{r.model}, {r.split} split, shuffled labels: {r.metric} {r.estimate:.3f}; "
                      "the 95% interval "
-                     f"{interval_side(r.ci_low, r.ci_high, r.chance, None, 'chance')}.")
+                     f"{interval_side(r.ci_low, r.ci_high, r.chance, None, 'chance')}"
+                     + _percentile_check(r, r.chance) + ".")
     above = controls[controls["above_chance"]]
     listed = ", ".join(f"{r.model} {r.split} split {r.metric}" for r in above.itertuples())
     lines.append(f"{len(above)} of {len(controls)} control intervals lie above chance"

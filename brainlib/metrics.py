@@ -285,15 +285,35 @@ def patient_predictions(predictions: pd.DataFrame, within_fold: bool = False) ->
     """One row per patient (per model, scheme, control; and per fold if ``within_fold``).
 
     A patient is tumor-positive when any of its slices is (``y_true`` = max), is predicted
-    positive when any slice is predicted positive (``y_pred`` = max), and its score is its
-    highest slice ``p_tumor`` (so with a threshold rule, y_pred = [max p_tumor >= threshold]).
+    positive when any slice is predicted positive (``y_pred`` = max: the any-slice rule),
+    and its score is its highest slice ``p_tumor`` (so with a threshold rule, y_pred =
+    [max p_tumor >= threshold]). ``found`` is 1 when one of its true tumor slices is called
+    tumor: a patient flagged only by a false alarm is positive but not found.
     """
     check_predictions(predictions, ("patient_id", "y_true", "p_tumor", "y_pred"))
     keys = _present(predictions, GROUP_KEYS + (("fold",) if within_fold else ())) + ["patient_id"]
-    grouped = predictions.groupby(keys, sort=True, observed=True)
+    hit = predictions.assign(hit=(predictions["y_true"] == 1) & (predictions["y_pred"] == 1))
+    grouped = hit.groupby(keys, sort=True, observed=True)
     patients = grouped.agg(y_true=("y_true", "max"), y_pred=("y_pred", "max"),
-                           p_tumor=("p_tumor", "max"), n_slices=("y_true", "size"))
+                           p_tumor=("p_tumor", "max"), n_slices=("y_true", "size"),
+                           found=("hit", "max"))
+    patients["found"] = patients["found"].astype(np.int64)
     return patients.reset_index()
+
+
+def patient_detection(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per model (scheme, control): of the patients with a tumor, how many the **any-slice
+    rule** calls positive (any slice called tumor, a false alarm included) and how many are
+    **found** (one of their true tumor slices called tumor), with both shares."""
+    patients = patient_predictions(predictions)
+    tumor = patients[patients["y_true"] == 1]
+    keys = _present(tumor, GROUP_KEYS)
+    table = tumor.groupby(keys, sort=True, observed=True).agg(
+        tumor_patients=("patient_id", "size"), any_slice_positive=("y_pred", "sum"),
+        found=("found", "sum"))
+    table["any-slice rule sensitivity"] = table["any_slice_positive"] / table["tumor_patients"]
+    table["found rule sensitivity"] = table["found"] / table["tumor_patients"]
+    return table.reset_index()
 
 
 def metrics_table(predictions: pd.DataFrame, by=("model", "scheme", "control")) -> pd.DataFrame:

@@ -19,8 +19,12 @@ from pathlib import Path
 PROFILES = Path(__file__).with_name("profiles.toml")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_ENV_VAR = "BRAINLIB_DATA"
-MODEL_CHOICES = ("resnet50", "vgg16")
+MODEL_CHOICES = ("resnet50", "vgg16", "unet")
+CLASSIFIERS = ("resnet50", "vgg16")
 PROTOCOLS = ("validated", "paper")
+EVALUATIONS = ("cv", "institution", "holdout")
+HOLDOUT_FOLD = 0
+"""Under evaluation='holdout' the test patients are fold 0, the training patients fold 1."""
 
 
 class ParameterError(ValueError):
@@ -103,8 +107,19 @@ SCHEMA = {p.name: p for p in (
     Parameter("folds_to_run", str, "all", "'all' or comma-separated fold numbers to train"),
     Parameter("test_fraction", float, 0.3, "share held out by the 70:30 split columns",
               low=0.05, high=0.95),
+    Parameter("evaluation", str, "cv",
+              "'cv': patient folds; 'institution': each fold is one institution (train on "
+              "the others); 'holdout': train on all of data_source, test on test_data_source",
+              choices=EVALUATIONS),
+    Parameter("test_data_source", str, "",
+              "evaluation='holdout' only: the patients to test on (a kaggle_3m folder, "
+              "'phantom' or 'kaggle'), none of them in data_source"),
+    Parameter("institution_holdout", bool, True,
+              "also train every model with one fold per institution, for chapter 5's "
+              "'Does it travel?' beside the cross-validation"),
     # the classifiers (the paper's Table I)
-    Parameter("models", str, "resnet50,vgg16", "classifiers to train", list_of=MODEL_CHOICES),
+    Parameter("models", str, "resnet50,vgg16,unet",
+              "models to train: the classifiers compared, and the U-Net", list_of=MODEL_CHOICES),
     Parameter("image_size", int, 64, "classifier input size in pixels (the paper: 256)",
               low=32, high=1024),
     Parameter("weights", str, "none", "base weights: 'none', 'imagenet' or a weights file"),
@@ -154,6 +169,12 @@ class Params(dict):
 
     @property
     def model_names(self) -> list[str]:
+        """The classifiers of `models` (the chapters compare these)."""
+        return [m for m in self["models"].split(",") if m in CLASSIFIERS]
+
+    @property
+    def all_model_names(self) -> list[str]:
+        """Every model of `models`, the U-Net included (what `brainlib train` trains)."""
         return self["models"].split(",")
 
     @property
@@ -164,7 +185,9 @@ class Params(dict):
 
     @property
     def folds(self) -> list[int] | None:
-        """The folds to train, or None for all."""
+        """The folds to train, or None for all (a hold-out trains only its test fold's unit)."""
+        if self.get("evaluation") == "holdout":
+            return [HOLDOUT_FOLD]
         text = self["folds_to_run"]
         return None if text == "all" else [int(f) for f in text.split(",")]
 
@@ -226,10 +249,24 @@ def resolve(profile: str = "default", overrides: dict | None = None) -> Params:
     if not values["run_dir"]:
         values["run_dir"] = str(default_run_root() / profile)
     _check_folds(values["folds_to_run"], values["n_folds"])
+    _check_evaluation(values)
     _check_seeds(values["repeat_seeds"])
     params = Params(values)
     params["profile"] = profile
     return params
+
+
+def _check_evaluation(values: dict) -> None:
+    has_test = bool(values["test_data_source"].strip())
+    if values["evaluation"] == "holdout" and not has_test:
+        raise ParameterError("evaluation='holdout' needs test_data_source (the patients to "
+                             "test on, e.g. -p test_data_source=/path/to/kaggle_3m)")
+    if values["evaluation"] != "holdout" and has_test:
+        raise ParameterError(f"test_data_source is used only with evaluation='holdout'; "
+                             f"found evaluation={values['evaluation']!r}")
+    if len([m for m in values["models"].split(",") if m in CLASSIFIERS]) < 1:
+        raise ParameterError(f"models must list at least one classifier of {CLASSIFIERS}; "
+                             f"found {values['models']!r}")
 
 
 def _check_folds(text: str, n_folds: int) -> None:

@@ -76,6 +76,16 @@ def cluster_standard_error(n_slices, difference_counts) -> tuple[float, float]:
     return float(estimate), float(np.sqrt(variance))
 
 
+def cluster_interval(paired: pd.DataFrame, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Pooled accuracy difference a - b of a paired table and its Wald interval from the
+    patient-cluster standard error: (estimate, low, high), the primary endpoint's decision
+    rule for any pair of models."""
+    sums = _patient_sums(paired, "cluster_interval")
+    estimate, se = cluster_standard_error(sums["n_slices"], sums["correct_a"] - sums["correct_b"])
+    z = sps.norm.ppf(1 - (1 - confidence) / 2)
+    return estimate, estimate - z * se, estimate + z * se
+
+
 def minimum_detectable_difference(se: float, alpha: float = 0.05, power: float = 0.8) -> float:
     """(z_{1-alpha/2} + z_power) * SE: the true difference a two-sided Wald test at ``alpha``
     detects with probability ``power``, assuming the SE at that difference is the observed
@@ -146,6 +156,38 @@ class PrimaryEndpoint(Result):
     def notes(self) -> list[str]:
         return self.sentences()
 
+    def power_sentence(self) -> str:
+        """The smallest difference this run could detect, beside the paper's claim."""
+        points = f"{abs(self.paper_difference) * 100:.3g}-point"
+        if not np.isfinite(self.mdd):
+            return ("The patient-cluster SE is 0 (every patient's difference equals the pooled "
+                    "one, e.g. the models agree on every slice), so this run gives no size of "
+                    "the smallest detectable difference; it cannot confirm or refute the "
+                    f"paper's claimed {points} difference.")
+        if self.can_detect_paper_difference:
+            verdict = ("larger than that: a true difference of that size would most likely have "
+                       "been detected")
+        else:
+            verdict = ("smaller than that: had it been the true difference, this run would most "
+                       "likely not have detected it, so the run cannot confirm it")
+        return (f"This run could detect differences of about ±{self.mdd:.4f} "
+                f"({self.mdd * 100:.1f} points; {self.power:.0%} power, two-sided alpha = "
+                f"{self.alpha:g}); the paper's claimed {points} difference is {verdict}.")
+
+    def claim_sentence(self) -> str:
+        """Where the paper's claimed difference sits against the decision interval."""
+        a, claim = self.model_a, self.paper_difference
+        level = f"The {self.confidence:.0%} interval"
+        if self.wald_low <= claim <= self.wald_high:
+            return (f"{level} includes the paper's claimed {claim:+.4f}: the run is consistent "
+                    "with it, as with every other value inside the interval.")
+        if claim > self.wald_high:
+            return (f"{level} lies below the paper's claimed {claim:+.4f}: this run's data are "
+                    f"not consistent with {a} ahead by that much, in this run's setting (see "
+                    "the run card).")
+        return (f"{level} lies above the paper's claimed {claim:+.4f}: a larger difference "
+                "than the paper's, in this run's setting (see the run card).")
+
     def sentences(self) -> list[str]:
         """The primary result in words that a non-significant result cannot be misread by."""
         a, b = self.model_a, self.model_b
@@ -174,23 +216,10 @@ class PrimaryEndpoint(Result):
         if not self.bootstrap_agrees:
             lines.append("The bootstrap intervals do not agree with the Wald interval about 0: "
                          "with this few patients the verdict is fragile.")
-        points = f"{abs(self.paper_difference) * 100:.3g}-point"
+        lines.append(self.power_sentence())
         if not np.isfinite(self.mdd):
-            lines.append("The patient-cluster SE is 0 (every patient's difference equals the "
-                         "pooled one, e.g. the models agree on every slice), so this run gives no "
-                         f"size of the smallest detectable difference; it cannot confirm or "
-                         f"refute the paper's claimed {points} difference.")
             return lines
-        if self.can_detect_paper_difference:
-            verdict = "larger than that, so this run can confirm or refute it"
-        else:
-            verdict = "smaller than that, so this run cannot confirm or refute it"
-        lines.append(f"This run could detect differences of about ±{self.mdd:.4f} "
-                     f"({self.mdd * 100:.1f} points; {self.power:.0%} power, two-sided alpha = "
-                     f"{self.alpha:g}); the paper's claimed {points} difference is {verdict}.")
-        inside = self.wald_low <= self.paper_difference <= self.wald_high
-        lines.append(f"The {level} interval {'includes' if inside else 'excludes'} the paper's "
-                     f"claimed {self.paper_difference:+.4f}.")
+        lines.append(self.claim_sentence())
         return lines
 
 

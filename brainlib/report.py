@@ -171,6 +171,31 @@ def patient_intervals(paired: pd.DataFrame, n_resamples: int, seed: int,
     return cached_frame(cache_dir, name, key, compute)
 
 
+def with_percentile(paired: pd.DataFrame, n_resamples: int, seed: int,
+                    confidence: float = 0.95, cache_dir=None) -> pd.DataFrame:
+    """``patient_intervals`` (BCa) with the percentile limits of the same patient bootstrap
+    beside them (``percentile_low``, ``percentile_high``): with few patients BCa's
+    corrections are themselves noisy, so a reader sees both."""
+    bca = patient_intervals(paired, n_resamples, seed, confidence, cache_dir)
+    percentile = patient_intervals(paired, n_resamples, seed, confidence, cache_dir,
+                                   method="percentile")
+    return bca.merge(percentile[["metric", "model", "ci_low", "ci_high"]].rename(
+        columns={"ci_low": "percentile_low", "ci_high": "percentile_high"}),
+        on=["metric", "model"], how="left", validate="one_to_one")
+
+
+BOTH_INTERVALS_NOTE = ("estimate [BCa 95% interval] (percentile 95% interval), both from one "
+                       "bootstrap of patients; the percentile one is steadier with few patients")
+
+
+def both_intervals_text(estimate, low, high, percentile_low, percentile_high,
+                        digits: int = 3, signed: bool = False) -> str:
+    """``"0.713 [0.650, 0.770] (0.655, 0.772)"``: BCa in brackets, percentile in parentheses."""
+    spec = f"{'+' if signed else ''}.{digits}f"
+    return (f"{interval_text(estimate, low, high, digits, signed)} "
+            f"({percentile_low:{spec}}, {percentile_high:{spec}})")
+
+
 def models_only(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of single models of an intervals table (differences "a - b" dropped)."""
     return frame[~frame["model"].astype(str).str.contains(" - ", regex=False)]

@@ -27,6 +27,7 @@ from pathlib import PurePath
 
 import pandas as pd
 
+from .params import CLASSIFIERS
 from .stats.results import Result
 
 PAPER_SETTING = {                # sources: the module docstring
@@ -93,6 +94,11 @@ class RunCard(Result):
     unet_epochs: int
     seed: int
     repeat_seeds: tuple[int, ...] = ()
+    evaluation: str = "cv"             # "cv", "institution" or "holdout"
+    test_patients: int = 0             # holdout: patients of the hold-out folder
+    test_data_source: str = ""
+    patients_per_institution: tuple[tuple[str, int], ...] = ()
+    institution_holdout: bool = False
 
     # ---------------------------------------------------------------- computed
 
@@ -152,6 +158,24 @@ class RunCard(Result):
 
     # ---------------------------------------------------------------- sentences
 
+    def evaluation_sentence(self) -> str:
+        """How test patients were kept apart, computed from the evaluation and manifest."""
+        if self.evaluation == "institution":
+            sizes = ", ".join(f"{code} {n}" for code, n in self.patients_per_institution)
+            return (f"Each test fold is one institution ({len(self.institutions)}; patients: "
+                    f"{sizes}): every model trains on the other institutions and is tested on "
+                    "one it never saw, which asks whether it travels between hospitals; an "
+                    "institution with few patients gives a wide interval.")
+        if self.evaluation == "holdout":
+            return (f"Every model trains on all {self.n_patients - self.test_patients} patients "
+                    f"of {self.data_source} and is tested once on the {self.test_patients} "
+                    f"patients of {self.test_data_source}, none of them seen in training.")
+        per_fold = self.n_patients / self.n_folds
+        return (f"Test folds are grouped by patient (about {per_fold:.3g} patients per test "
+                "fold), unlike the paper's slice split: every test slice comes from a patient "
+                "the model did not train on, so its scores are not directly comparable with "
+                "the paper's slice-split figures.")
+
     def can_test(self) -> list[str]:
         """Plain sentences on what this run can and cannot test, from its settings alone."""
         sentences = []
@@ -182,11 +206,11 @@ class RunCard(Result):
         if len(self.models) < 2:
             sentences.append(f"Only {MODEL_NAMES[self.models[0]]} is trained: this run "
                              "cannot compare the two architectures.")
-        per_fold = self.n_patients / self.n_folds
-        sentences.append(f"Test folds are grouped by patient (about {per_fold:.3g} patients "
-                         "per test fold), unlike the paper's slice split: every test slice "
-                         "comes from a patient the model did not train on, so its scores are "
-                         "not directly comparable with the paper's slice-split figures.")
+        sentences.append(self.evaluation_sentence())
+        if self.institution_holdout and self.evaluation == "cv":
+            sentences.append("Every model is also trained once per institution on the other "
+                             "institutions and tested on that one (chapter 5, 'Does it "
+                             "travel?').")
         if self.leakage_experiment:
             sentences.append("The leakage experiment also trains on the paper's slice split, "
                              "to measure what that split alone does to the scores on these "
@@ -254,6 +278,9 @@ class RunCard(Result):
             ("transfer learning", yes(self.is_transfer_learning)),
             ("input size", f"{self.image_size}x{self.image_size}"),
             ("standardised features", yes(self.standardize_features)),
+            ("evaluation", {"cv": "patient cross-validation",
+                            "institution": "one fold per institution",
+                            "holdout": f"hold-out: {self.test_data_source}"}[self.evaluation]),
             ("patient folds", str(self.n_folds)),
             ("folds trained", "all" if self.all_folds_run else ", ".join(map(str, self.folds_run))),
             ("epochs", str(self.epochs)),
@@ -295,9 +322,15 @@ def run_card(params, manifest: pd.DataFrame) -> RunCard:
     if len(datasets) != 1 or datasets[0] not in ("phantom", "real"):
         raise ValueError(f"run_card: expected one dataset, 'phantom' or 'real', in the "
                          f"manifest's dataset column; found {datasets}")
-    n_folds = params["n_folds"]
+    evaluation = params.get("evaluation", "cv")
     folds = params["folds_to_run"]
-    folds_run = tuple(range(n_folds)) if folds == "all" else tuple(int(f) for f in folds.split(","))
+    if evaluation == "holdout":
+        n_folds, folds_run = 1, (0,)
+    else:
+        n_folds = (params["n_folds"] if evaluation == "cv"
+                   else int(manifest["fold_patient"].nunique()))
+        folds_run = (tuple(range(n_folds)) if folds == "all"
+                     else tuple(int(f) for f in folds.split(",")))
     return RunCard(
         profile=params.get("profile", "(none)"),
         dataset=datasets[0].upper(),
@@ -306,7 +339,7 @@ def run_card(params, manifest: pd.DataFrame) -> RunCard:
         n_slices=len(manifest),
         n_tumor_slices=int((manifest["label"] == 1).sum()),
         institutions=tuple(sorted(manifest["institution"].astype(str).unique())),
-        models=tuple(params["models"].split(",")),
+        models=tuple(m for m in params["models"].split(",") if m in CLASSIFIERS),
         weights=weights_in_words(params["weights"]),
         image_size=params["image_size"],
         standardize_features=params["standardize_features"],
@@ -325,4 +358,12 @@ def run_card(params, manifest: pd.DataFrame) -> RunCard:
         seed=params["seed"],
         repeat_seeds=tuple(s for s in params.training_seeds if s != params["seed"])
         if hasattr(params, "training_seeds") else (),
+        evaluation=evaluation,
+        test_patients=int(manifest.loc[manifest.get("source", pd.Series(dtype=str)) == "test",
+                                       "patient_id"].nunique()) if "source" in manifest else 0,
+        test_data_source=params.get("test_data_source", ""),
+        patients_per_institution=tuple(
+            (str(k), int(n)) for k, n in manifest.groupby("institution")["patient_id"]
+            .nunique().items()),
+        institution_holdout=bool(params.get("institution_holdout", False)),
     )

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import metrics, stats
-from .report import SEQUENCES, main_predictions
+from . import metrics, primary, stats
+from .report import SEQUENCES, interval_side, main_predictions
 
 SLICE_KEYS = ["patient_id", "slice_number"]
 
@@ -93,20 +93,46 @@ def auc_by_fold(slice_scores: pd.DataFrame) -> pd.DataFrame:
 def three_way_comparison(predictions: pd.DataFrame, reference_model: str,
                          other_models) -> pd.DataFrame:
     """Per other model, on the main experiment's slices both scored: accuracy difference
-    (reference - other) with the exact McNemar p, and AUC difference with the
-    patient-clustered DeLong p."""
+    (reference - other) with its patient-cluster 95% interval (``primary.cluster_interval``)
+    and the exact McNemar p, and AUC difference with the patient-clustered DeLong p."""
     main = main_predictions(predictions)
     rows = []
     for other in other_models:
         paired = stats.pair_predictions(main, reference_model, other)
         mcnemar = stats.mcnemar_test(paired, method="exact")
         delong = stats.delong_test(paired, cluster="patient_id")
+        _, low, high = primary.cluster_interval(paired)
         rows.append({"comparison": f"{reference_model} - {other}", "slices": len(paired),
+                     "patients": paired["patient_id"].nunique(),
                      "accuracy difference": mcnemar.difference,
+                     "ci_low (patients)": low, "ci_high (patients)": high,
                      "McNemar p (exact)": mcnemar.pvalue,
                      "AUC difference": delong.difference,
                      "DeLong p (patient-clustered)": delong.pvalue})
     return pd.DataFrame(rows)
+
+
+def worth_sentences(comparison: pd.DataFrame, dataset: str) -> list[str]:
+    """Chapter 07's closing words, from ``three_way_comparison``: each difference with the
+    side of 0 its patient-level interval lies on, and what the dataset lets them mean."""
+    lines = []
+    for r in comparison.to_dict("records"):
+        a, b = r["comparison"].split(" - ")
+        low, high = r["ci_low (patients)"], r["ci_high (patients)"]
+        lines.append(f"{r['comparison']}: accuracy {r['accuracy difference']:+.3f}, 95% interval "
+                     f"with patients as the unit {low:+.3f} to {high:+.3f}, which "
+                     f"{interval_side(low, high, 0.0, (a, b))}; AUC {r['AUC difference']:+.3f} "
+                     f"(patient-clustered DeLong p = {r['DeLong p (patient-clustered)']:.3g}); "
+                     f"{r['patients']} patients.")
+    if dataset.upper() == "PHANTOM":
+        lines.append("These are PHANTOM numbers: they show the machinery works and say nothing "
+                     "about what masks are worth on real MRI.")
+    else:
+        lines.append(f"These are {dataset.upper()} patients. The U-Net's recipe was partly chosen "
+                     "by looking at one test fold of the 20-patient real sample (see the "
+                     "disclosure above and the choices-made page): on those patients its "
+                     "numbers may be optimistic.")
+    return lines
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data, params as schema, splits
+from . import data, external, params as schema, splits
 
 REPO_ROOT = schema.REPO_ROOT
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -47,19 +47,35 @@ def prepare_manifest(params: schema.Params) -> pd.DataFrame:
     """
     run_dir = Path(params.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    folder = data.locate_dataset(resolve_data_source(params.data_source),
+    manifest = scan_source(params.data_source, params)
+    if params.evaluation == "holdout":
+        test = scan_source(params.test_data_source, params)
+        manifest = external.holdout_manifest(manifest, test)
+    manifest = splits.add_splits(manifest, n_folds=params.n_folds,
+                                 test_fraction=params.test_fraction, seed=params.seed)
+    if params.evaluation == "holdout":  # the patient folds are the two sources
+        manifest = external.holdout_manifest(manifest[manifest["source"] == "train"],
+                                             manifest[manifest["source"] == "test"])
+    elif params.evaluation == "institution":
+        manifest = external.institution_folds(manifest)
+    path = run_dir / "manifest.csv"
+    if not path.exists() or not read_manifest(run_dir).equals(manifest):
+        data.write_csv_atomic(manifest, path)
+    return manifest
+
+
+def scan_source(source: str, params: schema.Params) -> pd.DataFrame:
+    """One data source scanned and checked (every problem listed, nothing trained yet),
+    with its `dataset` column: "phantom" or "real"."""
+    folder = data.locate_dataset(resolve_data_source(source),
                                  phantom_patients=params.phantom_patients, seed=params.seed)
     scan = data.scan_dataset(folder, collect_problems=True)
     if not scan.ok:
         raise data.DatasetError(scan.problems)
-    manifest = splits.add_splits(scan.manifest, n_folds=params.n_folds,
-                                 test_fraction=params.test_fraction, seed=params.seed)
     readme = folder / "README.md"
     is_phantom = readme.exists() and "phantom" in readme.read_text()[:2000].lower()
+    manifest = scan.manifest.copy()
     manifest.insert(0, "dataset", "phantom" if is_phantom else "real")
-    path = run_dir / "manifest.csv"
-    if not path.exists() or not read_manifest(run_dir).equals(manifest):
-        data.write_csv_atomic(manifest, path)
     return manifest
 
 
@@ -106,7 +122,7 @@ def family(params: schema.Params, model: str):
 def experiments(params: schema.Params, model: str) -> tuple[tuple, tuple]:
     """The schemes and controls a model is trained under: the classifiers also on the
     paper's slice split and with shuffled labels when `leakage_experiment` is on."""
-    if model != SEGMENTER and params.leakage_experiment:
+    if model != SEGMENTER and params.leakage_experiment and params.evaluation == "cv":
         return splits.SCHEMES, ("none", "shuffled_labels")
     return ("patient",), ("none",)
 
@@ -177,6 +193,28 @@ def run_seed_repeats(params: schema.Params, progress: bool | str = "log") -> pd.
                 folds=params.folds, seed=seed, validation_fraction=params.validation_fraction,
                 progress=progress).assign(training_seed=seed))
     return pd.concat(frames, ignore_index=True)
+
+
+def run_institution_holdout(params: schema.Params, progress: bool | str = "log"
+                            ) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """Every model of the run (classifiers and U-Net), trained once per institution on the
+    other institutions and scored on that one, under the run's protocol, seed and settings
+    (`external.institution_folds`): the predictions (a `fold` per institution, main
+    experiment only) and each model's unit folder. Units are keyed by the institution
+    manifest, so they sit beside the cross-validation's in the same run folder."""
+    from . import runner
+
+    manifest = external.institution_folds(prepare_manifest(params))
+    frames, folders = [], {}
+    for model in all_models(params):
+        model_family = family(params, model)
+        folders[model] = runner.model_dir(params.run_dir, model_family, params.protocol, manifest,
+                                          seed=params.seed,
+                                          validation_fraction=params.validation_fraction)
+        frames.append(runner.run_units(
+            manifest, params.run_dir, [model_family], protocol=params.protocol, seed=params.seed,
+            validation_fraction=params.validation_fraction, progress=progress))
+    return pd.concat(frames, ignore_index=True), folders
 
 
 def all_models(params: schema.Params) -> list[str]:

@@ -48,9 +48,8 @@ import brainlib as bl
 P, manifest, DATASET = bl.notebook.open_run(globals())
 
 # %% [markdown]
-# Every result below carries the dataset's name: **PHANTOM** results come from the
-# synthetic dataset that lets this book run anywhere offline; they show that the code
-# works, and say nothing about real tumors.
+# Every result below carries the dataset's name; the run card above says what this
+# dataset is and what its results can and cannot show.
 #
 # ## Classes
 #

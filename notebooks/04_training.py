@@ -24,8 +24,10 @@
 # split inflates accuracy.
 #
 # With a frozen base and no augmentation, the base's output for each image never
-# changes, so it is computed once and only the head is trained on it: the same model as
-# training end to end (tested to float precision), many times faster.
+# changes, so it can be computed once and only the head trained on it: the same model as
+# training end to end (tested to float precision), many times faster. With augmentation
+# every epoch's images are new and go through the base (end to end). This run: the
+# classifiers train on {glue:text}`training_path`.
 #
 # Every model of this book, the U-Net of chapter 7 included, follows one protocol, run by
 # one runner (`brainlib.runner`). Under the **validated** protocol a share of each fold's
@@ -69,7 +71,11 @@ P, manifest, DATASET = bl.notebook.open_run(globals())
 # run resumes after its last finished unit; finished units are read back, not retrained.
 
 # %% tags=["nbval-ignore-output"]
-print(bl.study.classifier_config(P))
+config = bl.study.classifier_config(P)
+bl.notebook.glue_value("training_path", "base features computed once (frozen base, no "
+                       "augmentation)" if config.uses_feature_cache else
+                       "images through the base every epoch (end to end)")
+print(config)
 start = time.perf_counter()
 predictions = bl.study.run_models(P)
 print(f"{predictions.groupby(['model', 'scheme', 'control', 'fold']).ngroups} units, "

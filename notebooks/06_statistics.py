@@ -71,9 +71,8 @@ comparison = bl.comparison_report.compare_models(
     seed=P.seed, cache_dir=bl.report.cache_dir(P.run_dir))
 
 # %% [markdown]
-# Every result of the first part is on the **{glue:text}`dataset`** dataset. PHANTOM
-# results come from the synthetic dataset that lets the book run offline: they show the
-# methods at work and say nothing about real tumors. The second part, the audit of the
+# Every result of the first part is on the **{glue:text}`dataset`** dataset (the run card
+# above says what its results can and cannot show). The second part, the audit of the
 # paper's tables, uses only the numbers printed in the paper.
 #
 # ## Part 1: the two models on this study's predictions
@@ -155,6 +154,29 @@ comparison.mcnemar_methods.drop(columns=["model_a", "model_b"]).round(4)
 # detected (which is not evidence that there is none); if it is small, the patient-level
 # methods below decide.
 #
+# ### McNemar with the patient as the unit
+#
+# Two clustered versions keep McNemar's question and count patients: **Durkalski et al.
+# (2003)** put the spread of the per-patient discordance, the sum over patients of
+# (*b*<sub>k</sub> - *c*<sub>k</sub>)² on each patient's own share of slices, in the
+# denominator; **Obuchowski (1998)** compares the two marginal proportions with a variance
+# from the patient totals and a *K*/(*K* - 1) factor for *K* patients. Both are chi-square
+# with one degree of freedom under "equally accurate"; with one slice per patient Durkalski's
+# is the ordinary chi-square McNemar (tested).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+clustered_mcnemar = bl.stats.clustered_mcnemar_methods(comparison.paired)
+for row in clustered_mcnemar.itertuples():
+    glue_value(f"mcnemar_{row.method}_p", float(row.pvalue))
+clustered_mcnemar[["method", "unit", "b", "c", "n", "statistic", "pvalue"]].round(4)
+
+# %% [markdown]
+# Slice-level exact p = {glue:text}`mcnemar_exact_p:.3g`; with the patient as the unit,
+# Durkalski p = {glue:text}`mcnemar_durkalski_p:.3g` and Obuchowski p =
+# {glue:text}`mcnemar_obuchowski_p:.3g`. The gap between the slice-level and the patient-level
+# p-values is what counting correlated slices as independent trials costs.
+#
 # ### Bootstrap intervals: slices vs patients
 #
 # **The question:** how far could each metric, and the difference between the models, move
@@ -164,6 +186,8 @@ comparison.mcnemar_methods.drop(columns=["model_a", "model_b"]).round(4)
 # what a claim about brain MRI needs. Both models are recomputed on the same resample, so
 # the difference keeps its pairing. Intervals are BCa (bias-corrected and accelerated),
 # falling back to percentiles where BCa is undefined (the `ci_method` column says which).
+# With few patients BCa's corrections are themselves noisy, so the patient rows also carry
+# the plain percentile limits of the same bootstrap (`percentile_low`, `percentile_high`).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -434,13 +458,14 @@ glue_value("f1_from_printed", int(reproduced[f1["source"] != "counts"].sum()))
 # ### Intervals on the paper's numbers
 #
 # Even taken at face value, a few thousand slices do not pin a percentage to one decimal
-# place. Wilson and exact (Clopper-Pearson) 95% intervals, and a Beta posterior with
-# Jeffreys' prior, for each metric of each table, all treating slices as independent (so
+# place. Wilson and exact (Clopper-Pearson) 95% intervals, and a Beta posterior with the
+# book's one default prior, the uniform Beta(1, 1), for each metric of each table, all
+# treating slices as independent (so
 # all too narrow for what is really a sample of patients).
 
 # %%
 # NBVAL_CHECK_OUTPUT
-PAPER_PRIOR = (0.5, 0.5)  # Jeffreys' prior
+PAPER_PRIOR = bl.stats.DEFAULT_PRIOR  # the same uniform prior as every posterior here
 paper_counts = {model: bl.audit.read_table(cells, chosen)
                 for model, cells in bl.audit.PRINTED_TABLES.items()}
 bl.audit.paper_intervals(paper_counts, prior=PAPER_PRIOR).round(4)
@@ -500,8 +525,7 @@ fig.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print("\n".join(primary.sentences()[1:] + [""]
-                + bl.comparison_report.conclusions(comparison, audit, DATASET)))
+print("\n".join(bl.comparison_report.conclusions(comparison, primary, audit, DATASET)))
 
 # %% [markdown]
 # In plain words:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.stats as sps
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
@@ -117,6 +118,14 @@ def test_intervals_on_the_paper_counts(paper):
     for row in paper.intervals.itertuples():
         assert row.wilson_low <= row.estimate <= row.wilson_high
         assert row.exact_low <= row.estimate <= row.exact_high
+        # the library's one default prior, uniform Beta(1, 1): equal-tailed Beta quantiles
+        posterior = sps.beta(1 + row.successes, 1 + row.trials - row.successes)
+        assert (row.credible_low, row.credible_high) == pytest.approx(
+            (posterior.ppf(0.025), posterior.ppf(0.975)))
+    # Jeffreys' prior on request, checked against statsmodels
+    counts = {m: au.read_table(cells, paper.matching_orientation)
+              for m, cells in au.PRINTED_TABLES.items()}
+    for row in au.paper_intervals(counts, prior=(0.5, 0.5)).itertuples():
         jeffreys = proportion_confint(row.successes, row.trials, alpha=0.05, method="jeffreys")
         assert (row.credible_low, row.credible_high) == pytest.approx(jeffreys)
 

@@ -170,3 +170,18 @@ def test_check_predictions_names_what_is_wrong():
     bad.loc[4, "p_tumor"] = 1.5
     with pytest.raises(ValueError, match="patient 'P2', slice 2"):
         me.check_predictions(bad)
+
+
+def test_a_patient_flagged_only_by_a_false_alarm_is_positive_but_not_found():
+    from brainlib.metrics import patient_detection, patient_predictions
+    rows = pd.DataFrame({
+        "model": "m", "patient_id": ["a", "a", "b", "b", "c", "c"],
+        "y_true": [1, 0, 1, 0, 0, 0],
+        "y_pred": [0, 1, 1, 0, 0, 1],  # a: false alarm only; b: its tumor slice found
+        "p_tumor": [0.2, 0.9, 0.8, 0.1, 0.1, 0.7]})
+    patients = patient_predictions(rows).set_index("patient_id")
+    assert patients.loc["a", "y_pred"] == 1 and patients.loc["a", "found"] == 0
+    assert patients.loc["b", "found"] == 1 and patients.loc["c", "found"] == 0
+    table = patient_detection(rows).iloc[0]
+    assert (table["tumor_patients"], table["any_slice_positive"], table["found"]) == (2, 2, 1)
+    assert table["found rule sensitivity"] == 0.5 and table["any-slice rule sensitivity"] == 1.0

@@ -55,6 +55,19 @@ def test_colab_badge_points_at_the_configured_repository(source):
     assert f"git+https://github.com/{repo}@{branch}" in text  # the Colab set-up cell
 
 
+DATASET_WORDS = ("PHANTOM", "synthetic", "REAL data", "real patients show", "the phantom")
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_prose_never_assumes_which_dataset_the_run_used(source):
+    """A chapter's own markdown is the same for a phantom and a real run, so it may not say
+    which one it is: that comes from computed output (the run card, glued values, verdicts)."""
+    for kind, text, _ in cells(jupytext.read(source)):
+        if kind == "markdown":
+            found = [word for word in DATASET_WORDS if word in text]
+            assert not found, f"{source.name}: markdown assumes the dataset ({found}): {text[:200]}"
+
+
 def test_every_notebook_is_a_chapter_of_the_book():
     toc = (ROOT / "_toc.yml").read_text()
     for source in SOURCES:

@@ -88,10 +88,21 @@ def test_paper_difference_decides_what_the_run_can_detect():
                                      paper_difference=0.5)
     assert small.mdd > 0.011 and not small.can_detect_paper_difference
     assert large.mdd <= 0.5 and large.can_detect_paper_difference
-    assert any("1.1-point difference is smaller than that, so this run cannot confirm or "
-               "refute it" in s for s in small.sentences())
-    assert any("50-point difference is larger than that, so this run can confirm or refute it"
-               in s for s in large.sentences())
+    assert any("1.1-point difference is smaller than that: had it been the true difference, "
+               "this run would most likely not have detected it" in s for s in small.sentences())
+    assert any("50-point difference is larger than that: a true difference of that size would "
+               "most likely have been detected" in s for s in large.sentences())
+
+
+def test_claim_sentence_places_the_claim_against_the_decision_interval():
+    result = primary.primary_endpoint(paired_run(20), n_resamples=N_RESAMPLES, seed=0)
+    inside = (result.wald_low + result.wald_high) / 2
+    for claim, words in ((inside, "includes the paper's claimed"),
+                         (result.wald_high + 0.01, "lies below the paper's claimed"),
+                         (result.wald_low - 0.01, "lies above the paper's claimed")):
+        result.paper_difference = claim
+        assert words in result.claim_sentence()
+        assert result.claim_sentence() in result.sentences()
 
 
 # ---------------------------------------------------------------------------- verdicts in words

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from simulated import simulate_predictions
 
-from brainlib import audit, metrics, stats
+from brainlib import audit, metrics, primary, stats
 from brainlib import comparison_report as cr
 from brainlib import evaluation_report as er
 from brainlib import leakage_report as lr
@@ -156,6 +156,43 @@ def test_leakage_table_and_inflation_on_a_full_run(full, main):
     assert lines[-1].endswith(".") and "control intervals lie above chance" in lines[-1]
 
 
+def test_leakage_intervals_carry_percentile_limits_beside_bca(full):
+    table = lr.leakage_table(full, MODELS, N_RESAMPLES, seed=0)
+    inflation = lr.leakage_inflation(full, MODELS, N_RESAMPLES, seed=0)
+    for frame, estimate in ((table.frame, "estimate"), (inflation.frame, "slice_minus_patient")):
+        assert frame[["percentile_low", "percentile_high"]].notna().all().all()
+        assert (frame["percentile_low"] <= frame[estimate]).all()
+        assert (frame[estimate] <= frame["percentile_high"]).all()
+    # the percentile limits are those of report.patient_intervals(method="percentile")
+    patient_true = full[(full["scheme"] == "patient") & (full["control"] == "none")]
+    pct = report.patient_intervals(stats.pair_predictions(patient_true, *MODELS), N_RESAMPLES, 0,
+                                   method="percentile").set_index(["metric", "model"])
+    row = table.frame[(table.frame["split"] == "patient") & (table.frame["labels"] == "true")
+                      & (table.frame["metric"] == "accuracy")].iloc[0]
+    assert row["percentile_low"] == pct.loc[("accuracy", row["model"]), "ci_low"]
+    assert "(percentile 95% interval)" in table.summary()
+    cell = table.table.iloc[0, 0]
+    assert cell.count("[") == 1 and cell.count("(") == 1
+
+
+def test_leakage_sentences_say_when_the_interval_method_decides(full):
+    table = lr.leakage_table(full, MODELS, N_RESAMPLES, seed=0)
+    inflation = lr.leakage_inflation(full, MODELS, N_RESAMPLES, seed=0)
+    frame = inflation.frame.copy()
+    # BCa above 0, percentile made to include 0: the sentence must flag it
+    frame.loc[0, ["ci_low", "ci_high", "percentile_low", "percentile_high"]] = [0.01, 0.2, -0.01,
+                                                                               0.2]
+    inflation.frame = frame
+    lines = lr.leakage_sentences(table, inflation)
+    assert "lies above 0" in lines[0] and "depends on the interval method: fragile" in lines[0]
+    assert "fragile" not in lines[1] or _disagrees(frame.iloc[1])
+
+
+def _disagrees(row) -> bool:
+    side = lr._side
+    return side(row.ci_low, row.ci_high, 0) != side(row.percentile_low, row.percentile_high, 0)
+
+
 def test_inflation_uses_exactly_the_slices_both_splits_scored(main):
     # folds_to_run=0: fold 0 of the patient folds and fold 0 of the slice folds
     slice_split = with_experiment(main, "slice", "none", 2.0)
@@ -197,6 +234,24 @@ def test_a_table_that_mixes_protocols_is_refused(main):
 
 # ---------------------------------------------------------------------------- chapter 06
 
+def primary_of(result):
+    """The primary endpoint on the comparison's paired table (chapter 06's order)."""
+    return primary.primary_endpoint(result.paired, n_resamples=N_RESAMPLES, seed=0)
+
+
+def test_secondary_disagreeing_with_the_primary_is_named_and_never_overrules_it(b_better):
+    result = cr.compare_models(b_better, *MODELS, rope=0.01, n_resamples=N_RESAMPLES, seed=0,
+                               slice_resamples=1000)
+    decision = primary_of(result)
+    # a primary that (artificially) includes 0 while the secondary intervals exclude it
+    decision.wald_low, decision.wald_high, decision.interval_excludes_zero = -0.5, 0.5, False
+    text = "\n".join(cr.conclusions(result, decision, audit.audit_paper(), "REAL"))
+    assert "-0.500 to +0.500: it includes 0: no difference detected" in text
+    assert "do not all agree with the primary one about 0. The primary decides" in text
+    assert "contradicts the claim's direction" not in text
+    assert "PHANTOM" not in text
+
+
 @pytest.fixture(scope="module")
 def b_better():
     return small_run(separations=(("resnet50", 1.0), ("vgg16", 3.5)), seed=2)
@@ -214,7 +269,7 @@ def test_compare_models_with_one_fold_skips_the_fold_tests(main):
         ["slice-level (McNemar, DeLong)"]
     assert "not run: needs at least 2 folds" in cr.priors_table(result).loc[
         "fold-level correlated t-test", "prior"]
-    lines = cr.conclusions(result, audit.audit_paper(), "PHANTOM")
+    lines = cr.conclusions(result, primary_of(result), audit.audit_paper(), "PHANTOM")
     assert any("fold-level tests skipped: 6 of 6" in line for line in lines)
     assert "not tested across folds" in result.summary()
 
@@ -231,14 +286,15 @@ def test_compare_models_fields_agree_with_the_stats_calls(main):
     assert result.counts.to_numpy().sum() == len(paired)
     assert set(result.beta_posteriors) == {f"{m} {k}" for m in MODELS
                                            for k in ("accuracy", "sensitivity", "specificity")}
-    assert result.to_frame()["metric"].tolist().count("auc") == 3
+    assert result.to_frame()["metric"].tolist().count("auc") == 4  # DeLong x2, BCa, percentile
 
 
 def test_conclusions_say_which_way_the_estimates_lean(b_better):
     result = cr.compare_models(b_better, *MODELS, rope=0.01, n_resamples=N_RESAMPLES, seed=0,
                                slice_resamples=1000)
     assert result.mcnemar.difference < 0 and result.patient_posterior.p_a_better < 0.5
-    lines = cr.conclusions(result, audit.audit_paper(), "PHANTOM")
+    lines = cr.conclusions(result, primary_of(result), audit.audit_paper(), "PHANTOM")
+    assert lines[lines.index("") + 2].startswith("- Primary (declared before the results)")
     assert any("The estimates lean towards vgg16" in line for line in lines)
     assert any("which lies below 0: favours vgg16" in line for line in lines)
     assert any("contradicts the claim's direction" in line for line in lines)
@@ -252,7 +308,7 @@ def test_conclusions_when_nothing_was_detected():
                                slice_resamples=1000)
     acc = result.accuracy_patients
     assert acc["ci_low"] < 0 < acc["ci_high"] and acc["ci_high"] - acc["ci_low"] > 0.011
-    text = "\n".join(cr.conclusions(result, audit.audit_paper(), "KAGGLE"))
+    text = "\n".join(cr.conclusions(result, primary_of(result), audit.audit_paper(), "KAGGLE"))
     assert "includes 0: no difference detected" in text
     assert "never shows equivalence" in text
     assert "wider than the paper's claimed difference of +0.011 (1.1 points)" in text
@@ -329,6 +385,14 @@ def test_three_way_comparison_signs_and_rows(main):
     paired = stats.pair_predictions(main, "resnet50", "vgg16")
     assert table.loc[0, "DeLong p (patient-clustered)"] == \
         stats.delong_test(paired, cluster="patient_id").pvalue
+    decision = primary.primary_endpoint(paired, n_resamples=N_RESAMPLES, seed=0)
+    assert table.loc[0, "ci_low (patients)"] == pytest.approx(decision.wald_low)
+    assert table.loc[0, "ci_high (patients)"] == pytest.approx(decision.wald_high)
+    real = sr.worth_sentences(table, "REAL")
+    phantom = sr.worth_sentences(table, "PHANTOM")
+    assert real[:2] == phantom[:2] and real[0].startswith("resnet50 - vgg16: accuracy +")
+    assert "PHANTOM" not in " ".join(real) and "may be optimistic" in real[-1]
+    assert phantom[-1].startswith("These are PHANTOM numbers")
 
 
 def test_auc_by_fold_per_fold_and_pooled():

@@ -5,8 +5,9 @@ gives the tests it promised, one module per family of methods:
 
 - ``pairing``: one row per slice scored by both models (``pair_predictions``), the input of
   every paired method, and its 2x2 table of correct/wrong;
-- ``mcnemar``: McNemar (exact, mid-p, chi-square with and without continuity correction)
-  with a CI of the accuracy difference, and per-class tests;
+- ``mcnemar``: McNemar (exact, mid-p, chi-square with and without continuity correction,
+  and the patient-clustered Durkalski and Obuchowski tests) with a CI of the accuracy
+  difference, and per-class tests;
 - ``holm``: Holm's correction of a family of p-values;
 - ``bootstrap``: bootstrap CIs of eqs. (30)-(35) for both models and their difference,
   resampling slices or whole patients;
@@ -28,31 +29,36 @@ Every public name of the modules is available here, as ``bl.stats.mcnemar_test``
 from __future__ import annotations
 
 from .bayes import (
-    BetaPosterior, MetricPosteriors, PairedPosterior, beta_posterior, metric_posteriors,
+    DEFAULT_PRIOR, BetaPosterior, MetricPosteriors, PairedPosterior, beta_posterior, metric_posteriors,
     paired_posterior, patient_paired_posterior, posterior_table,
 )
 from .bootstrap import BootstrapResult, bootstrap_metrics
-from .delong import AucInterval, DeLongResult, auc_interval, delong_covariance, delong_test
+from .delong import (
+    AUC_TRANSFORMS, AucInterval, DeLongResult, auc_interval, delong_covariance, delong_test,
+)
 from .folds import (
     CorrectedTTestResult, CorrelatedTTestResult, FoldComparison, bayesian_correlated_ttest,
     compare_folds, corrected_resampled_ttest,
 )
 from .holm import HolmResult, holm_correction
 from .mcnemar import (
-    MCNEMAR_METHODS, McNemarResult, mcnemar_methods, mcnemar_pvalue, mcnemar_test,
-    paired_difference_ci, paired_metric_tests,
+    CLUSTERED_MCNEMAR_METHODS, MCNEMAR_METHODS, McNemarResult, clustered_mcnemar_methods,
+    clustered_mcnemar_pvalue, discordance_by_cluster, mcnemar_methods, mcnemar_pvalue,
+    mcnemar_test, paired_difference_ci, paired_metric_tests,
 )
 from .pairing import PAIR_KEYS, pair_predictions, paired_table
 from .results import Result
 from .roc import RocBand, cluster_bootstrap_auc, roc_confidence_band
 
 __all__ = [
-    "Result",
+    "Result", "DEFAULT_PRIOR",
     # pairing
     "PAIR_KEYS", "pair_predictions", "paired_table",
     # McNemar and Holm
     "MCNEMAR_METHODS", "McNemarResult", "mcnemar_test", "mcnemar_methods", "mcnemar_pvalue",
     "paired_difference_ci", "paired_metric_tests", "HolmResult", "holm_correction",
+    "CLUSTERED_MCNEMAR_METHODS", "clustered_mcnemar_pvalue", "clustered_mcnemar_methods",
+    "discordance_by_cluster",
     # bootstrap
     "BootstrapResult", "bootstrap_metrics", "cluster_bootstrap_auc", "RocBand",
     "roc_confidence_band",
@@ -61,6 +67,7 @@ __all__ = [
     "posterior_table", "PairedPosterior", "paired_posterior", "patient_paired_posterior",
     # DeLong
     "delong_covariance", "DeLongResult", "delong_test", "AucInterval", "auc_interval",
+    "AUC_TRANSFORMS",
     # across folds
     "CorrectedTTestResult", "corrected_resampled_ttest", "CorrelatedTTestResult",
     "bayesian_correlated_ttest", "FoldComparison", "compare_folds",

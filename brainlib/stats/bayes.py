@@ -17,6 +17,10 @@ from ..metrics import ConfusionCounts, slice_metrics
 from .pairing import check_one_experiment, model_names, paired_table
 from .results import Result, as_rng
 
+DEFAULT_PRIOR = (1.0, 1.0)
+"""The one default prior of every Beta posterior of a proportion in this library (uniform
+Beta(1, 1)), in `stats` and in the audit of the paper's tables alike."""
+
 
 @dataclass
 class BetaPosterior(Result):
@@ -66,10 +70,10 @@ class BetaPosterior(Result):
                               "beta": self.beta}])
 
 
-def beta_posterior(successes: int, trials: int, prior=(1.0, 1.0), credible: float = 0.95,
+def beta_posterior(successes: int, trials: int, prior=DEFAULT_PRIOR, credible: float = 0.95,
                    name: str = "proportion") -> BetaPosterior:
-    """Beta-Binomial posterior (Bayes' rule, eq. 13); the default prior Beta(1, 1) is uniform,
-    Beta(0.5, 0.5) is Jeffreys'."""
+    """Beta-Binomial posterior (Bayes' rule, eq. 13); the default prior is `DEFAULT_PRIOR`,
+    the uniform Beta(1, 1) (Beta(0.5, 0.5) would be Jeffreys')."""
     if not 0 <= successes <= trials:
         raise ValueError(f"beta_posterior: expected 0 <= successes <= trials, found "
                          f"{successes} of {trials}")
@@ -96,7 +100,7 @@ class MetricPosteriors(Result):
         return frame
 
 
-def metric_posteriors(counts: ConfusionCounts, prior=(1.0, 1.0), credible: float = 0.95,
+def metric_posteriors(counts: ConfusionCounts, prior=DEFAULT_PRIOR, credible: float = 0.95,
                       model: str = "model") -> MetricPosteriors:
     """Beta posteriors of accuracy (30), sensitivity (34), specificity (35), precision (31),
     each treated as a binomial proportion of its own denominator."""
@@ -108,7 +112,7 @@ def metric_posteriors(counts: ConfusionCounts, prior=(1.0, 1.0), credible: float
         name: beta_posterior(k, n, prior, credible, name) for name, (k, n) in parts.items()})
 
 
-def posterior_table(predictions: pd.DataFrame, prior=(1.0, 1.0),
+def posterior_table(predictions: pd.DataFrame, prior=DEFAULT_PRIOR,
                     credible: float = 0.95) -> pd.DataFrame:
     """``metric_posteriors`` for every model (and scheme, control) of a predictions table,
     slices pooled over folds."""

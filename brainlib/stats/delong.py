@@ -1,5 +1,5 @@
 """DeLong's test of two correlated AUCs, with Obuchowski's patient-clustered variant, and
-the DeLong CI of one AUC."""
+the DeLong CI of one AUC (on the logit scale by default, so it stays inside (0, 1))."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import special
 from scipy import stats as sps
 
 from .pairing import check_one_experiment, model_names
@@ -141,11 +142,33 @@ class AucInterval(Result):
                               "ci_high": self.ci_high, "method": self.method}])
 
 
-def auc_interval(y_true, p_tumor, cluster=None, confidence: float = 0.95) -> AucInterval:
-    """AUC +- z * DeLong SE, clipped to [0, 1]; clustered when ``cluster`` labels are given."""
+AUC_TRANSFORMS = ("logit", "none")
+
+
+def auc_interval(y_true, p_tumor, cluster=None, confidence: float = 0.95,
+                 transform: str = "logit") -> AucInterval:
+    """AUC with a CI from the DeLong SE (clustered when ``cluster`` labels are given).
+
+    ``logit`` (default): logit(AUC) +- z * SE / (AUC (1 - AUC)) (delta method), mapped back,
+    so the interval stays inside (0, 1) and is shorter on the side of the nearer boundary;
+    at AUC = 0 or 1 the logit is infinite and the clipped Wald interval is used instead, as
+    ``method`` says. ``none``: AUC +- z * SE, clipped to [0, 1].
+    """
+    if transform not in AUC_TRANSFORMS:
+        raise ValueError(f"auc_interval: expected transform in {AUC_TRANSFORMS}, "
+                         f"found {transform!r}")
     aucs, cov = delong_covariance(y_true, p_tumor, cluster)
+    auc = float(aucs[0])
     se = float(np.sqrt(max(cov[0, 0], 0.0)))
     z = sps.norm.ppf(0.5 + confidence / 2)
-    return AucInterval(auc=float(aucs[0]), se=se, ci_low=max(0.0, aucs[0] - z * se),
-                       ci_high=min(1.0, aucs[0] + z * se), confidence=confidence,
-                       method="DeLong" if cluster is None else "DeLong, clustered")
+    method = "DeLong" if cluster is None else "DeLong, clustered"
+    if transform == "logit" and 0.0 < auc < 1.0:
+        centre = np.log(auc / (1 - auc))
+        half = z * se / (auc * (1 - auc))
+        low, high = special.expit(centre - half), special.expit(centre + half)
+        method += ", logit"
+    else:
+        low, high = max(0.0, auc - z * se), min(1.0, auc + z * se)
+        method += ", Wald" if transform == "none" else ", Wald (AUC at the boundary)"
+    return AucInterval(auc=auc, se=se, ci_low=float(low), ci_high=float(high),
+                       confidence=confidence, method=method)
