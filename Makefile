@@ -10,12 +10,17 @@ ARGS ?=
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make study   run the study (profile: $(PROFILE)) into runs/$(PROFILE)"
-	@echo "make test    run the test suite (unit tests + notebook regression tests)"
-	@echo "make notebooks  re-execute the reference notebooks after editing a notebook"
-	@echo "make bench   run every benchmark in benchmarks/"
-	@echo "make lab     open JupyterLab on the notebooks (jupytext pairing on)"
-	@echo "make book    build the Jupyter Book from the latest study run"
+	@echo "make study       run the study (profile: $(PROFILE)) into runs/$(PROFILE), build its book; ARGS=\"-p key=value\""
+	@echo "make test        the test suite (unit tests + notebook regression tests)"
+	@echo "make test-fast   the unit tests without the slow ones"
+	@echo "make notebooks   re-execute the reference notebooks after editing a notebook"
+	@echo "make bench       run every benchmark in benchmarks/"
+	@echo "make lab         JupyterLab on the notebooks (jupytext pairing on); LAB_ARGS=\"--port 8899\""
+	@echo "make book        build the Jupyter Book from the latest study run"
+	@echo "make book-check  open the built book in headless Chromium and check what it shows"
+	@echo "make install     create .venv and install the project with every extra"
+	@echo "make clean       remove the built book, test leftovers and scratch folders (runs/ stays)"
+	@echo "make help        this list"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,8 +30,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The study, then its book, then a closing summary (-v in ARGS shows the kernels' output).
 study: install
-	$(PY) -m brainlib study --profile $(PROFILE) $(ARGS)
+	$(PY) -m brainlib study --book --profile $(PROFILE) $(ARGS)
 
 # Unit tests, then the notebooks' regression tests (nbval) against their reference outputs.
 test: install
@@ -42,18 +48,22 @@ test-fast: install
 bench: install
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
+# Extra flags for JupyterLab, e.g. make lab LAB_ARGS="--port 8899 --no-browser"; as root
+# (containers, cloud VMs) --allow-root is added.
+LAB_ARGS ?=
 lab: install
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
 
 book: install
-	$(PY) -c "import brainlib.book as b; b.stage_book('runs/$(PROFILE)', '_build/src')"
-	$(VENV)/bin/jupyter-book build _build/src --path-output _build -W -n --keep-going
-	@echo "book: _build/_build/html/index.html"
+	$(PY) -c "import brainlib.book as b; print('book:', b.build_book('runs/$(PROFILE)'))"
 
 # Open a chapter of the built book in headless Chromium: plotly drawn offline, Colab link
 # right, screenshot in _build/screenshots/ (needs Debian's chromium package).
 book-check: install
 	$(PY) -m brainlib.bookcheck _build/_build/html
 
+# Trained units and executed chapters in runs/ are results: delete runs/<profile> by hand to
+# start that profile over.
 clean:
-	rm -rf _build runs/.tmp
+	rm -rf _build runs/.tmp notebooks/runs .pytest_cache benchmarks/out
+	rm -rf "$${TMPDIR:-/tmp}"/brainlib-test-cache-*

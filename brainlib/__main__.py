@@ -60,9 +60,34 @@ def download_main(argv: list[str]) -> int:
     return 0
 
 
-def _lazy(module: str, function: str):
+# What a command needs beyond the base install, and the extra that brings it.
+NEEDS = {"tensorflow": ("cpu", "TensorFlow"), "ipykernel": ("book", "a Jupyter kernel"),
+         "nbval": ("test", "nbval")}
+COMMAND_NEEDS = {"summary": ["tensorflow"], "train": ["tensorflow"], "predict": ["tensorflow"],
+                 "study": ["tensorflow", "ipykernel"]}
+
+
+def missing_extras(command: str) -> list[str]:
+    """One line per module `command` needs and cannot import, naming the extra to install."""
+    from importlib.util import find_spec
+
+    lines = []
+    for module in COMMAND_NEEDS.get(command, []):
+        if find_spec(module) is None:
+            extra, what = NEEDS[module]
+            lines.append(f"`{command}` needs {what} ({module}), which is not installed: "
+                         f"pip install -e '.[{extra}]' (or `make install` for everything)")
+    return lines
+
+
+def _lazy(module: str, function: str, command: str):
     def run(argv):
         from importlib import import_module
+
+        missing = missing_extras(command)
+        if missing:
+            print("\n".join(missing), file=sys.stderr)
+            return 3
         return getattr(import_module(f".{module}", __package__), function)(argv)
     return run
 
@@ -71,11 +96,11 @@ COMMANDS = {
     "scan": scan_main,
     "phantom": phantom_main,
     "download": download_main,
-    "summary": _lazy("models", "summary_main"),
-    "study": _lazy("study", "study_main"),
-    "params": _lazy("params", "params_main"),
-    "train": _lazy("bundle", "train_main"),
-    "predict": _lazy("bundle", "predict_main"),
+    "summary": _lazy("models", "summary_main", "summary"),
+    "study": _lazy("study", "study_main", "study"),
+    "params": _lazy("params", "params_main", "params"),
+    "train": _lazy("bundle", "train_main", "train"),
+    "predict": _lazy("bundle", "predict_main", "predict"),
 }
 
 

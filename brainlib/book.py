@@ -3,7 +3,9 @@ from the repository, the run's executed notebooks as the chapters."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
 from .study import REPO_ROOT, notebook_sources
@@ -30,10 +32,97 @@ def stage_book(run_dir: str | os.PathLike, stage_dir: str | os.PathLike = "_buil
         source = REPO_ROOT / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, stage / name)
     write_run_page(run_dir, stage / "book" / "run.md")
+    copy_mathjax(stage / MATHJAX_STATIC / "mathjax")
     (stage / "notebooks").mkdir()
     for source in notebook_sources():
-        shutil.copy(run_dir / f"{source.stem}.ipynb", stage / "notebooks")
+        reader_copy(run_dir / f"{source.stem}.ipynb", stage / "notebooks" / f"{source.stem}.ipynb")
     return stage
+
+
+TEST_MARKER = "# NBVAL_"
+MATHJAX_STATIC = "_mathjax"
+"""A static folder of its own (`_config.yml`: html_static_path): Jupyter Book would load
+every script of a `_static` folder on every page."""
+
+
+def copy_mathjax(target) -> Path:
+    """MathJax 3 (the `book` extra's `django-static-mathjax` package: MathJax's own files)
+    into the book, so equations render with no network (`_config.yml` points Sphinx's
+    `mathjax_path` at it). The speech-rule engine, loaded only on request, is left out."""
+    try:
+        import mathjax
+    except ImportError:
+        raise ImportError("the book serves MathJax itself: pip install -e '.[book]' "
+                          "(package django-static-mathjax)") from None
+    source = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("sre"), dirs_exist_ok=True)
+    return Path(target)
+
+
+def reader_copy(executed, target) -> Path:
+    """The executed notebook as a reader should see it: no stderr (TensorFlow's start-up
+    notices, progress bars), no test markers, the parameters shown once, as the run used
+    them, with the repository's absolute path made relative (the run card has the rest)."""
+    import nbformat
+
+    notebook = nbformat.read(executed, as_version=4)
+    injected = [c for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    cells = []
+    for cell in notebook.cells:
+        if cell in injected:
+            continue
+        if cell.cell_type == "code":
+            if "parameters" in cell.metadata.get("tags", []) and injected:
+                cell.source = relative(injected[0].source.replace("# Parameters\n", "# Parameters "
+                                                                  "of this run\n"))
+            cell.source = "\n".join(line for line in cell.source.splitlines()
+                                    if not line.lstrip().startswith(TEST_MARKER))
+            cell.outputs = [without_cdn_mathjax(o) for o in cell.outputs
+                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        cells.append(cell)
+    notebook.cells = cells
+    Path(target).write_text(relative(nbformat.writes(notebook)))
+    return Path(target)
+
+
+CDN_MATHJAX_TAG = re.compile(r"""<script src=["']https?://[^"']*mathjax[^"']*["']></script>""",
+                             re.IGNORECASE)
+
+
+def without_cdn_mathjax(output):
+    """A plotly figure's HTML without the MathJax `<script>` its notebook renderer always
+    adds from a CDN (the book serves MathJax itself; figures here use no LaTeX)."""
+    html = output.get("data", {}).get("text/html")
+    if html is not None:
+        text = "".join(html) if isinstance(html, list) else html
+        output["data"]["text/html"] = CDN_MATHJAX_TAG.sub("", text)
+    return output
+
+
+def relative(text: str) -> str:
+    """`text` with this checkout's absolute path removed (paths read relative to it)."""
+    return text.replace(f"{REPO_ROOT}/", "").replace(str(REPO_ROOT), ".")
+
+
+def build_book(run_dir, build_dir=REPO_ROOT / "_build", quiet: bool = True) -> Path:
+    """Stage the run's book and build it with Jupyter Book (warnings are errors); return
+    its `index.html`. Quiet: Sphinx's output goes to `<build_dir>/book.log`, shown only when
+    the build fails."""
+    import subprocess
+
+    build_dir = Path(build_dir)
+    stage = stage_book(run_dir, build_dir / "src")
+    command = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; "
+               "sys.exit(main())", "build", str(stage), "--path-output", str(build_dir), "-W",
+               "-n", "--keep-going"]
+    done = subprocess.run(command, capture_output=quiet, text=True)
+    if quiet:
+        (build_dir / "book.log").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr)[-3000:] if quiet else ""
+        raise RuntimeError(f"the book did not build (jupyter-book exit {done.returncode}; "
+                           f"log {build_dir / 'book.log'}):\n{tail}")
+    return build_dir / "_build" / "html" / "index.html"
 
 
 def write_run_page(run_dir, target) -> Path:

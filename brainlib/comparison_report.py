@@ -321,9 +321,10 @@ def conclusions(comparison: ModelComparison, primary, audit_result,
         lines.append("- No difference in accuracy was detected with patients as the unit. That is "
                      "not evidence that the models are equal: a large p-value never shows "
                      "equivalence. Equivalence needs the primary interval inside the ROPE "
-                     f"of +-{c.rope:g}, and it lies " + (
-                         "inside: the two are practically equivalent at this ROPE." if inside
-                         else "not inside: practical equivalence is not shown either."))
+                     f"of +-{c.rope:g}; " + (
+                         "it lies inside: the two are practically equivalent at this ROPE."
+                         if inside else "it does not lie inside: practical equivalence is not "
+                         "shown either."))
     elif inside:
         lines.append(f"- A difference was detected, but the primary interval lies inside "
                      f"the ROPE of +-{c.rope:g}: too small to choose a network by.")

@@ -22,6 +22,8 @@ import tifffile
 KAGGLE_DATASET = "mateuszbuda/lgg-mri-segmentation"
 DATA_ENV_VAR = "BRAINLIB_DATA"
 CACHE_ENV_VAR = "BRAINLIB_CACHE"
+KAGGLE_SHAPE = (256, 256)
+"""Height and width of every slice of the Kaggle dataset."""
 UNKNOWN_LABEL = -1
 """The label of a slice scanned without its mask (`scan_dataset(masks_required=False)`)."""
 MANIFEST_COLUMNS = [
@@ -123,6 +125,14 @@ def find_kaggle_3m(path: str | os.PathLike) -> Path:
         raise DatasetError([DataProblem(
             str(root), "no patient folders (TCGA_<inst>_<id>_<date>) found here or in a "
                        "kaggle_3m folder below: is this the LGG MRI segmentation dataset?")])
+    depth = len(candidates[0].relative_to(root).parts)
+    shallowest = [p for p in candidates if len(p.relative_to(root).parts) == depth]
+    if len(shallowest) > 1:
+        listed = ", ".join(str(p) for p in shallowest[:10]) + (", ..." if len(shallowest) > 10
+                                                               else "")
+        raise DatasetError([DataProblem(
+            str(root), f"{len(shallowest)} kaggle_3m folders at the same depth below it, so "
+                       f"which one is meant is unclear; give one of them: {listed}")])
     return candidates[0]
 
 
@@ -233,17 +243,24 @@ def _check_pair(image_path: Path, mask_path: Path | None) -> dict:
         if mask.ndim == 3 and mask.shape[2] == 1:
             mask = mask[..., 0]
         if mask.shape != image.shape[:2]:
-            return {"path": str(mask_path),
-                    "problem": f"mask has shape {mask.shape}, expected {image.shape[:2]} "
-                               "(the image's height and width, one channel)"}
+            # blame the one that is not the dataset's size (a shrunken image, not its mask)
+            blamed = image_path if mask.shape == KAGGLE_SHAPE else mask_path
+            return {"path": str(blamed),
+                    "problem": f"image is {image.shape[0]}x{image.shape[1]} but its mask is "
+                               f"{mask.shape[0]}x{mask.shape[1]} (expected the same height and "
+                               f"width; the dataset's slices are "
+                               f"{KAGGLE_SHAPE[0]}x{KAGGLE_SHAPE[1]})"
+                    if mask.ndim == 2 else f"mask has shape {mask.shape}, expected "
+                                           f"{image.shape[:2]} (one channel)"}
         if image.dtype != np.uint8 or mask.dtype != np.uint8:
             bad = image_path if image.dtype != np.uint8 else mask_path
             return {"path": str(bad), "problem": "dtype is not uint8 (expected 8-bit images and masks)"}
         values = np.unique(mask)
         if not np.isin(values, (0, 255)).all():
+            wrong = values[~np.isin(values, (0, 255))].tolist()
+            shown = ", ".join(map(str, wrong[:5])) + (", ..." if len(wrong) > 5 else "")
             return {"path": str(mask_path),
-                    "problem": f"mask values {values[~np.isin(values, (0, 255))][:5].tolist()} "
-                               "are not 0/255"}
+                    "problem": f"mask values [{shown}] are not 0/255"}
     except _TiffReadError as error:
         return {"path": error.path, "problem": error.problem}
     return {"tumor_pixels": int(np.count_nonzero(mask))}

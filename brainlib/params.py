@@ -9,6 +9,8 @@ closest valid name or the allowed range.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import os
 import sys
 import tomllib
@@ -235,6 +237,7 @@ def resolve(profile: str = "default", overrides: dict | None = None) -> Params:
     are converted to the parameter's type. The run folder defaults to `runs/<profile>`.
     """
     overrides = dict(overrides or {})
+    chosen = dict(overrides)  # what the user asked for (not what `auto` implied)
     if profile == "auto":
         profile, implied = auto_profile()
         overrides = {**implied, **overrides}
@@ -247,7 +250,8 @@ def resolve(profile: str = "default", overrides: dict | None = None) -> Params:
     for name, value in {**given, **overrides}.items():
         values[name] = check(name, value)
     if not values["run_dir"]:
-        values["run_dir"] = str(default_run_root() / profile)
+        values["run_dir"] = str(default_run_root() / run_name(profile, {
+            name: values[name] for name in chosen if name != "run_dir"}))
     _check_folds(values["folds_to_run"], values["n_folds"])
     _check_evaluation(values)
     _check_seeds(values["repeat_seeds"])
@@ -291,6 +295,24 @@ def _check_seeds(text: str) -> None:
                              "whole numbers, e.g. '1,2'") from None
     if any(s < 0 for s in seeds):
         raise ParameterError(f"parameter repeat_seeds={text!r}: seeds must be >= 0")
+
+
+def run_name(profile: str, changed: dict) -> str:
+    """The run folder's name: the profile's, or, when parameters were overridden, the
+    profile's with a short hash of them, so an experiment with `-p` never replaces the
+    profile's own run (the one its book shows)."""
+    if not changed:
+        return profile
+    text = json.dumps(sorted((name, repr(value)) for name, value in changed.items()))
+    return f"{profile}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def relative_to_repo(path) -> str:
+    """`path` relative to the checkout when inside it (what a reader's own clone shows)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def default_run_root() -> Path:

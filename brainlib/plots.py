@@ -26,7 +26,9 @@ def confusion_matrix_figure(counts: ConfusionCounts, title: str = "Confusion mat
         text=text, texttemplate="%{text}", colorscale="Blues", showscale=False,
         hovertemplate="%{y}, %{x}: %{text}<extra></extra>"))
     figure.update_yaxes(autorange="reversed")
-    figure.update_layout(title=title, width=420, height=380)
+    # wide enough for a two-line title beside the "true no tumor" labels (no cut-off)
+    figure.update_layout(title=dict(text=title, font=dict(size=14)), width=520, height=400,
+                         margin=dict(t=90))
     return figure
 
 

@@ -9,6 +9,7 @@ so a stopped study resumes where it stopped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -265,18 +266,85 @@ def notebook_sources() -> list[Path]:
     return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 
 
+class RunFolderBusy(RuntimeError):
+    """Another study holds the run folder."""
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: Path):
+    """Hold `run_dir/.lock` for the whole study, so two studies on one folder cannot race;
+    the second fails at once naming the process that holds it."""
+    import fcntl
+
+    path = Path(run_dir) / ".lock"
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RunFolderBusy(f"{run_dir} is in use by a study running as {holder}; wait for it "
+                            "or give this run another folder (-p run_dir=...)") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+@contextlib.contextmanager
+def kernel_stderr_to(log_path, enabled: bool = True):
+    """Kernels started inside write their own stderr (TensorFlow's and absl's start-up
+    notices, Jupyter's transport warnings) to `log_path`, while this process's messages and
+    progress bars stay on the terminal. `enabled=False` (`study -v`) shows everything."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    terminal, previous = os.fdopen(os.dup(saved), "w", buffering=1), sys.stderr
+    sys.stderr = terminal
+    try:
+        yield
+    finally:
+        terminal.flush()
+        sys.stderr = previous
+        os.dup2(saved, 2)
+        os.close(saved)
+        terminal.close()
+
+
 def run_study(profile: str = "default", overrides: dict | None = None, *, force: bool = False,
-              only: list[str] | None = None) -> Path:
+              only: list[str] | None = None, verbose: bool = True) -> Path:
     """Resolve the parameters, prepare the manifest, then execute each notebook with
     papermill into the run folder. A notebook executed with the same resolved parameters,
     source and library code is not run again; `force` retrains every model and re-runs
-    every notebook."""
+    every notebook. Without `verbose` the kernels' start-up noise goes to
+    `<run_dir>/kernels.log`. An interrupted notebook leaves `NN_name.interrupted.ipynb`."""
+    params = schema.resolve(profile, overrides)
+    names = [source.stem for source in notebook_sources()]
+    if only and not any(part in name for part in only for name in names):
+        raise ValueError(f"--only {' '.join(only)} matches no notebook; the notebooks are "
+                         f"{', '.join(names)}")
+    run_dir = Path(params.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_folder_lock(run_dir), kernel_stderr_to(run_dir / "kernels.log", not verbose):
+        _run_notebooks(params, profile, overrides, force=force, only=only)
+    return run_dir
+
+
+def _run_notebooks(params, profile, overrides, *, force, only) -> None:
     import jupytext
     import papermill
 
-    params = schema.resolve(profile, overrides)
     run_dir = Path(params.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     data.write_text_atomic(run_dir / "params.json", json.dumps(params, indent=2))
     print(f"study '{profile}' -> {run_dir}", flush=True)
     prepare_manifest(params)
@@ -301,11 +369,15 @@ def run_study(profile: str = "default", overrides: dict | None = None, *, force:
                                        cwd=str(run_dir), progress_bar=True, kernel_name="python3")
         except papermill.PapermillExecutionError as error:
             raise NotebookFailed(source.stem, error, tmp_out) from None
+        except KeyboardInterrupt:
+            if tmp_out.exists():
+                os.replace(tmp_out, run_dir / f"{source.stem}.interrupted.ipynb")
+            raise
         finally:
             tmp_in.unlink(missing_ok=True)
         os.replace(tmp_out, output)
         data.write_text_atomic(stamp, digest)
-    return run_dir
+        (run_dir / f"{source.stem}.interrupted.ipynb").unlink(missing_ok=True)
 
 
 def library_fingerprint() -> str:
@@ -340,8 +412,41 @@ def declared_parameters(notebook) -> set[str]:
     return set()
 
 
+def closing_summary(run_dir, seconds: float, book_index: Path | None = None) -> str:
+    """What a finished study ran on and found, in a few lines: the time, the profile, the
+    data (its folder, patients and slices), each model's pooled accuracy and AUC on the main
+    experiment, and where the book is."""
+    from . import metrics
+    from .report import main_predictions
+
+    run_dir = Path(run_dir)
+    saved = json.loads((run_dir / "params.json").read_text())
+    manifest = read_manifest(run_dir)
+    folder = Path(manifest["image_path"].iloc[0]).parents[1]
+    dataset = str(manifest["dataset"].iloc[0]).upper()
+    minutes, rest = divmod(round(seconds), 60)
+    lines = [f"study done in {minutes} min {rest:02d} s: profile {saved['profile']}, run folder "
+             f"{schema.relative_to_repo(run_dir)}",
+             f"data: {dataset}, {folder} ({manifest['patient_id'].nunique()} patients, "
+             f"{len(manifest)} slices, {int((manifest['label'] == 1).sum())} with tumor)"]
+    predictions_path = run_dir / "predictions.csv"
+    if predictions_path.exists():
+        predictions = pd.read_csv(predictions_path, dtype={"patient_id": str})
+        main = main_predictions(predictions)
+        if len(main):
+            table = metrics.metrics_table(main, by=("model",))
+            lines.append("held-out slices, pooled over folds ({}): ".format(dataset) + "; ".join(
+                f"{r.model} accuracy {r.accuracy:.3f}, AUC {r.auc:.3f}"
+                for r in table.itertuples()))
+    if book_index is not None:
+        lines.append(f"book: {book_index}")
+    return "\n".join(lines)
+
+
 def study_main(argv: list[str]) -> int:
-    """`python -m brainlib study --profile NAME [-p key=value ...] [--force]`."""
+    """`python -m brainlib study --profile NAME [-p key=value ...] [--force] [--book] [-v]`."""
+    import time
+
     parser = argparse.ArgumentParser(
         prog="python -m brainlib study", description="Run the study notebooks with papermill.",
         epilog=schema.describe(), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -351,13 +456,30 @@ def study_main(argv: list[str]) -> int:
     parser.add_argument("--force", action="store_true",
                         help="retrain every model and re-run every notebook")
     parser.add_argument("--only", nargs="*", help="run only notebooks whose name has one of these")
+    parser.add_argument("--book", action="store_true",
+                        help="then build the book from this run and print where it is")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show the kernels' own output (TensorFlow start-up notices ...)")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     try:
-        run_study(args.profile, schema.parse_pairs(args.param), force=args.force, only=args.only)
-    except (ValueError, data.DataUnavailableError) as error:
+        run_dir = run_study(args.profile, schema.parse_pairs(args.param), force=args.force,
+                            only=args.only, verbose=args.verbose)
+        index = None
+        if args.book:
+            from .book import build_book
+
+            print("  book: building", flush=True)
+            index = build_book(run_dir)
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command to resume (finished notebooks and trained "
+              "units are kept)", file=sys.stderr)
+        return 130
+    except (ValueError, data.DataUnavailableError, RunFolderBusy) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except NotebookFailed as error:
+    except (NotebookFailed, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    print(closing_summary(run_dir, time.perf_counter() - started, index))
     return 0

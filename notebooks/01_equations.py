@@ -67,8 +67,7 @@ eq = bl.equations
 # $10^{-5}$; differences below $10^{-6}$ print as one bound, so the table reads the same
 # on any machine. The sections below show each equation with its rows of this table.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 agreement = eq.agreement_with_keras(seed=P.seed)
 Path(P.run_dir).mkdir(parents=True, exist_ok=True)
 agreement.to_csv(Path(P.run_dir) / "equations_agreement.csv", index=False)
@@ -85,8 +84,7 @@ print(f"{agreement['agrees'].sum()} of {len(agreement)} checks agree")
 # convolution of two normal densities with standard deviations 1 and 2 is the normal
 # density with variance $1 + 4 = 5$.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 tau = np.linspace(-15, 15, 3001)
 t = np.array([0.0, 1.0, 3.0])
 numeric = eq.continuous_convolution(eq.normal_pdf(1.0), eq.normal_pdf(2.0), t, tau)
@@ -105,8 +103,7 @@ shown.loc[["1"]]
 # not eq. (1) strictly); since the kernel is learned, the flip makes no difference. On
 # a 7x7 three-channel image (the three MRI sequences), four 3x3 kernels give four 5x5 maps:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 rng = np.random.default_rng(P.seed)
 image = rng.normal(size=(1, 7, 7, 3))
 kernel = rng.normal(scale=0.1, size=(3, 3, 3, 4))
@@ -127,8 +124,7 @@ shown.loc[["2"]]
 # of the classification head mixes all features with a weight matrix (for a batch of row
 # vectors, `A @ W + b`).
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print("ReLU of [-2, -0.5, 0, 1.5, 3]:", eq.relu(np.array([-2, -0.5, 0, 1.5, 3])))
 feature_map = np.arange(16.0).reshape(1, 4, 4, 1)
 print("a 4x4 map:\n", feature_map[0, :, :, 0])
@@ -149,8 +145,7 @@ shown.loc[["3", "4", "5"]]
 # 0.105. Batch normalisation standardises each feature over the mini-batch ($\mu$,
 # $\sigma^2$ of the batch; Keras then rescales by learned $\gamma$, $\beta$).
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print("BCE, tumor slices scored 0.1 and 0.9:",
       round(eq.binary_cross_entropy([1], [0.1]), 4), round(eq.binary_cross_entropy([1], [0.9]), 4))
 print("one gradient step from theta = 1, gradient 2, alpha = 0.1:",
@@ -175,8 +170,7 @@ shown.loc[["6", "7", "8"]]
 # weights the block is exactly the identity, so adding blocks cannot make a network worse
 # at the start of training.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 x = np.array([[1.0, -2.0, 3.0]])
 zero = np.zeros((3, 3))
 print("residual block with zero weights returns its input:", eq.residual_block(x, zero, zero))
@@ -200,8 +194,7 @@ shown.loc[["9-10", "11"]]
 # is one depends on how common tumors are, even for a test with 90% sensitivity and 90%
 # specificity:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 for prevalence in (0.35, 0.05):
     ppv = eq.positive_predictive_value(prevalence, sensitivity=0.9, specificity=0.9)
     print(f"prevalence {prevalence:.0%}: p(tumor | flagged) = {ppv:.3f}")
@@ -229,8 +222,7 @@ shown.loc[["12", "13", "14"]]
 # always order results the same way (Dice = 2 IoU / (1 + IoU)). The Hausdorff distance is
 # the worst boundary miss, in pixels. Two rectangular masks on a 16x16 slice:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 mask_a = np.pad(np.ones((5, 6), int), ((2, 9), (3, 7)))
 mask_b = np.pad(np.ones((6, 4), int), ((4, 6), (4, 8)))
 dice, iou = eq.dice_coefficient(mask_a, mask_b), eq.intersection_over_union(mask_a, mask_b)
@@ -254,8 +246,7 @@ shown.loc[["15", "16", "17"]]
 # over five steps: the moments and the parameters. Eq. (20) is Keras'
 # `InverseTimeDecay` with one decay step per epoch.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 trace = eq.adam_steps(theta=[0.0, 0.0], gradients=[[1.0, 100.0]] * 3, learning_rate=0.01)
 print("Adam parameters after 3 steps, gradients 1 and 100:", np.round(trace.theta[-1], 4))
 print("learning rate by epoch (alpha0 = 1e-3, decay 0.5):",
@@ -282,8 +273,7 @@ shown.loc[["18", "19", "18-19", "20"]]
 # Recall (32) and sensitivity (34) are the same formula under two names. Twelve slices
 # (1 = tumor), the truth and a classifier's calls:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 y_true = [1, 0, 1, 1, 0, 0, 1, 0, 0, 1, 0, 0]
 y_pred = [1, 0, 0, 1, 1, 0, 1, 0, 1, 1, 0, 0]
 print(eq.confusion_counts(y_true, y_pred))
@@ -308,8 +298,7 @@ shown.loc[["29", "30", "31", "32", "33", "34", "35"]]
 # loss takes labels $\pm 1$ and a score, and is zero once a slice is on the right side
 # with a margin of one.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 p, q = [0.6, 0.3, 0.1], [0.4, 0.4, 0.2]
 print(f"entropy {eq.entropy(p):.4f} + KL {eq.kl_divergence(p, q):.4f} "
       f"= cross-entropy {eq.cross_entropy(p, q):.4f}")
@@ -347,8 +336,7 @@ fig.show()
 by_network = norms.pivot(index="layer", columns="network", values="gradient_norm")
 by_network.loc[[1, 2, depth // 2, depth - 1, depth]].map(lambda norm: f"{norm:.1e}")
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 last_over_first = by_network.loc[depth] / by_network.loc[1]
 widest_gap = by_network.max() / by_network.min()
 print("plain stack: first layer's gradient under a millionth of the last layer's:",

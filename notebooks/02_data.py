@@ -56,8 +56,7 @@ P, manifest, DATASET = bl.notebook.open_run(globals())
 # The paper reports 1,373 tumor and 2,556 no-tumor slices (35% tumor). The same count
 # from the scanned manifest:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 bl.eda.class_counts(manifest)
 
 # %% [markdown]
@@ -67,13 +66,11 @@ bl.eda.class_counts(manifest)
 # slices look alike. This is why the evaluation must keep every patient on one side of
 # a split.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 patients = bl.eda.per_patient(manifest)
 patients.describe().loc[["count", "mean", "min", "max"], ["slices", "tumor_slices"]]
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 bl.eda.per_institution(manifest)
 
 # %%
@@ -88,8 +85,7 @@ fig.show()
 # pixels counts as much as one through its centre. Whether the models miss the small ones
 # more often is measured in chapter 7, from their predictions.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 sizes = bl.eda.tumor_sizes(manifest)
 print(f"tumor slices: {len(sizes)}; median tumor area {sizes.median():.0f} pixels; "
       f"{(sizes < 100).mean():.1%} under 100 pixels")
@@ -104,8 +100,7 @@ fig.show()
 # pixels of each class, decoded once and cached as uint8; the sentence under the table is
 # computed from it.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 images = bl.pipeline.load_images(manifest, 256)
 intensities = bl.eda.channel_statistics(images, manifest["label"].to_numpy())
 print(bl.eda.intensity_sentence(intensities))
@@ -135,15 +130,13 @@ fig.show()
 # cross-validation are recorded in the manifest, so every later chapter reads the same
 # split.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 summary = manifest.groupby("split_patient").agg(
     patients=("patient_id", "nunique"), slices=("label", "size"),
     tumor_share=("label", "mean"))
 summary
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 leaky = manifest.groupby("patient_id")["split_slice"].nunique().gt(1).mean()
 print(f"patients on both sides: patient split 0%, the paper's slice split {leaky:.0%}")
 bl.splits.split_summary(manifest)

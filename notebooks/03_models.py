@@ -58,13 +58,11 @@ input_size = 256  # the paper's input; the run trains at P.image_size (last sect
 # the paper's table lists (2, 2, 2048) for it, which implies an average pooling of 4x4
 # before Flatten that the table does not show. With that layer every count matches.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 resnet = bl.models.summarize_model("resnet50", input_size)
 resnet.layers
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 paper_table_i = {"total": 25_784_066, "trainable": 2_196_354, "non_trainable": 23_587_712}
 counts = pd.DataFrame({
     "paper (Table I)": paper_table_i,
@@ -81,8 +79,7 @@ counts
 # ends in an 8x8x512 map at 256x256, so the head's first dense layer sees a quarter of
 # ResNet50's features and has a quarter of its weights.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 vgg = bl.models.summarize_model("vgg16", input_size)
 for prefix, summary in (("resnet", resnet), ("vgg", vgg)):
     bl.notebook.glue_value(f"{prefix}_trainable", summary.counts.trainable / 1e6)
@@ -96,8 +93,7 @@ vgg.layers
 # parameters for ResNet50 against {glue:text}`resnet_frozen:.2f` million fixed ones
 # ({glue:text}`vgg_trainable:.2f` and {glue:text}`vgg_frozen:.2f` million for VGG16).
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 parameters = pd.DataFrame([
     {"model": name, "kind": kind, "parameters": getattr(summary.counts, kind)}
     for name, summary in (("ResNet50", resnet), ("VGG16", vgg))
@@ -118,8 +114,7 @@ fig.show()
 # head keeps the paper's 2x2 grid at any size the base supports, by deriving the pooling
 # size from the base's feature map, so its parameter counts stay those of Table I.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 sizes = sorted({64, 128, 256, P.image_size})
 pd.DataFrame([
     {"input": f"{size}x{size}", "model": name,

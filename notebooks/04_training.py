@@ -81,8 +81,7 @@ predictions = bl.study.run_models(P)
 print(f"{predictions.groupby(['model', 'scheme', 'control', 'fold']).ngroups} units, "
       f"{len(predictions)} predictions in {time.perf_counter() - start:.0f} s")
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 predictions.groupby(["model", "scheme", "control"]).agg(
     folds=("fold", "nunique"), slices=("y_true", "size"), tumor_slices=("y_true", "sum"))
 
@@ -94,8 +93,7 @@ predictions.groupby(["model", "scheme", "control"]).agg(
 # Under the paper's protocol there are no validation patients, the epoch is the last and
 # the threshold 0.5.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 chosen = bl.study.read_thresholds(P)
 chosen[(chosen["scheme"] == "patient") & (chosen["control"] == "none")][
     ["model", "fold", "n_fit", "n_validation", "best_epoch", "threshold", "rule"]].round(3)

@@ -76,8 +76,7 @@ main = bl.report.main_predictions(predictions)
 # so the patient count, not the slice count, is the sample size that limits how far any
 # result generalises.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 predictions.groupby(["scheme", "control", "model"]).agg(
     folds=("fold", "nunique"), slices=("y_true", "size"), tumor_slices=("y_true", "sum"),
     patients=("patient_id", "nunique"))
@@ -92,8 +91,7 @@ predictions.groupby(["scheme", "control", "model"]).agg(
 # its tumor probability is above its unit's threshold: chosen on inner validation patients
 # under the validated protocol, 0.5 under the paper's. Slices of all folds are pooled.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 counts = {m: bl.metrics.confusion_counts(rows["y_true"], rows["y_pred"])
           for m, rows in main.groupby("model")}
 pd.concat({m: c.to_frame() for m, c in counts.items()}, names=["model"])
@@ -123,8 +121,7 @@ for model, c in counts.items():
 # slices with a slice split (see the audit in the next chapter), so it is not comparable
 # with these numbers.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 table_iv = bl.evaluation_report.table_iv(predictions, MODEL_A, MODEL_B, **ANALYSIS)
 glue_value("width_ratio", table_iv.width_ratio)
 print(f"median ratio of interval widths, patients resampled / slices resampled: "
@@ -143,14 +140,12 @@ table_iv.table
 # between folds shows how much the result depends on which patients happen to be held out.
 # If the paper's "mean accuracy" is a mean over its folds, it is the mean of such a column.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 per_fold = bl.metrics.fold_metrics(main)
 shown = ["model", "fold", "n", "accuracy", "precision", "recall", "specificity", "f1", "auc"]
 per_fold[shown].round(3)
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 per_fold.groupby("model")[["accuracy", "auc"]].agg(["mean", "std", "min", "max"]).round(3)
 
 # %%
@@ -173,8 +168,7 @@ fig.show()
 # Its weakness is plain in the counts: the rule needs tumor-free patients to measure
 # specificity, and the table below says how many there are.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 per_patient_rule = bl.metrics.patient_metrics(main)
 n_patients = main["patient_id"].nunique()
 tumor_free = int((main.groupby("patient_id")["y_true"].max() == 0).sum())
@@ -194,8 +188,7 @@ per_patient_rule[["model", "n", "tp", "fp", "fn", "tn", "accuracy", "recall",
 # positive call is a false alarm on a tumor-free slice counts as detected. A patient is
 # **found** only when one of its true tumor slices is called tumor. Both, per model:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 bl.metrics.patient_detection(main).round(3)
 
 # %% [markdown]
@@ -205,13 +198,11 @@ bl.metrics.patient_detection(main).round(3)
 # alarm, and its slice accuracy. Averaging these over patients weighs every patient equally,
 # where the pooled table weighs patients by their slice counts.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 patients = bl.evaluation_report.patient_summary(main, [MODEL_A, MODEL_B])
 patients.table
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print("\n".join(patients.lines()))
 patients.macro
 
@@ -248,8 +239,7 @@ bl.plots.roc_figure(curves, bands, title=f"ROC curves, patient folds, "
 # for it (`compare_protocols`, on in the `sample` and `full` profiles), the classifiers'
 # main experiment is trained under both protocols, on the same folds, and compared here.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 if P.compare_protocols:
     both_protocols = bl.study.run_protocol_comparison(P, progress=False)
     display(bl.evaluation_report.protocol_table(both_protocols).round(3))
@@ -267,8 +257,7 @@ else:
 # no better than always answering the majority class. A control clearly above chance would
 # point to a leak in the evaluation itself. Intervals resample patients.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 leakage = bl.leakage_report.leakage_table(predictions, [MODEL_A, MODEL_B], **ANALYSIS)
 print(leakage.title(), *leakage.notes(), sep="\n")
 leakage.table
@@ -284,8 +273,7 @@ if leakage.available:
 # splits, so the inflation is a paired difference, slice split minus patient split, on the
 # slices both splits scored, and its interval resamples patients.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 inflation = bl.leakage_report.leakage_inflation(predictions, [MODEL_A, MODEL_B], **ANALYSIS)
 print(inflation.title(), *inflation.notes(), sep="\n")
 inflation.frame.round(3)
@@ -293,8 +281,7 @@ inflation.frame.round(3)
 # %% [markdown]
 # In words, computed from the two tables above:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print("\n".join(bl.leakage_report.leakage_sentences(leakage, inflation)))
 controls = leakage.controls
 glue_value("controls", len(controls))
@@ -336,8 +323,7 @@ glue_value("majority_rate", leakage.majority_rate)
 # the cross-validation on the same slices: a negative difference is what moving to an unseen
 # institution costs.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 if P.institution_holdout and P.evaluation == "cv":
     travelled, travel_folders = bl.study.run_institution_holdout(P, progress=False)
     by_fold = bl.external.institution_folds(manifest)

@@ -91,8 +91,7 @@ comparison = bl.comparison_report.compare_models(
 # error, and the paper's claimed 1.1 points. Every other test below is secondary: it
 # describes the same comparison from another side, and Holm's correction runs across them.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 glue_value("n_slices", comparison.n_slices)
 glue_value("n_patients", comparison.n_patients)
 primary = bl.primary.primary_endpoint(comparison.paired, n_resamples=bl.report.PATIENT_RESAMPLES,
@@ -105,8 +104,7 @@ primary.to_frame().round(4)
 # how many patients each model serves better, the sign test on those counts and the
 # Wilcoxon signed-rank test on the per-patient differences.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 per_patient = bl.primary.per_patient_differences(comparison.paired)
 print(per_patient.summary())
 per_patient.to_frame().round(3)
@@ -116,8 +114,7 @@ per_patient.to_frame().round(3)
 #
 # How often each model is right where the other is wrong, slice by slice.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print(comparison.title())
 comparison.counts
 
@@ -135,8 +132,7 @@ comparison.counts
 # (*b* - *c*)² / (*b* + *c*); and the same with Edwards' **continuity correction**. The
 # difference in accuracy comes with Newcombe's interval for paired proportions.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 mcnemar = comparison.mcnemar
 for name in ("b", "c", "pvalue", "difference", "ci_low", "ci_high", "accuracy_a", "accuracy_b"):
     glue_value(f"mcnemar_{name}", float(getattr(mcnemar, name)))
@@ -164,8 +160,7 @@ comparison.mcnemar_methods.drop(columns=["model_a", "model_b"]).round(4)
 # with one degree of freedom under "equally accurate"; with one slice per patient Durkalski's
 # is the ordinary chi-square McNemar (tested).
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 clustered_mcnemar = bl.stats.clustered_mcnemar_methods(comparison.paired)
 for row in clustered_mcnemar.itertuples():
     glue_value(f"mcnemar_{row.method}_p", float(row.pvalue))
@@ -189,8 +184,7 @@ clustered_mcnemar[["method", "unit", "b", "c", "n", "statistic", "pvalue"]].roun
 # With few patients BCa's corrections are themselves noisy, so the patient rows also carry
 # the plain percentile limits of the same bootstrap (`percentile_low`, `percentile_high`).
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 comparison.intervals.round(3)
 
 # %%
@@ -219,8 +213,7 @@ bl.plots.forest_figure(
 # posterior is Beta(1 + successes, 1 + failures). Like McNemar, it treats slices as
 # independent trials, so its intervals are too narrow for patients.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 comparison.posteriors.drop(columns=["scheme", "control", "alpha", "beta"], errors="ignore").round(4)
 
 # %%
@@ -239,8 +232,7 @@ bl.plots.posterior_figure(comparison.beta_posteriors, title=f"Beta posteriors, u
 # puts Dirichlet(1, ..., 1) weights on patients, so each patient's slices move together: the
 # Bayesian twin of the patient bootstrap above.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 by_slices, by_patients = comparison.slice_posterior, comparison.patient_posterior
 for name, result in (("slices", by_slices), ("patients", by_patients)):
     for field in ("p_a_better", "p_rope", "ci_low", "ci_high", "mean_difference"):
@@ -270,8 +262,7 @@ bl.plots.posterior_figure(
 # contributions first, so correlated slices of a patient are not counted as independent.
 # The patient bootstrap of the AUC difference gives a third, assumption-light interval.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 delong, delong_clustered = comparison.delong, comparison.delong_clustered
 glue_value("delong_difference", float(delong.difference))
 glue_value("delong_p", float(delong.pvalue))
@@ -297,8 +288,7 @@ comparison.auc_tests[["method", "auc_a", "auc_b", "difference", "se", "pvalue", 
 # than the ROPE. With few folds, both are weak: a t distribution with that few degrees of
 # freedom has heavy tails.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 fold_accuracy = comparison.fold_tests.get("accuracy")
 print(f"{len(comparison.fold_tests)} metrics tested across {comparison.n_folds} folds"
       + "".join(f"\n  not tested: {m}: {why}" for m, why in comparison.fold_skipped.items()))
@@ -308,8 +298,7 @@ glue_value("fold_accuracy_p_a_better", fold_accuracy.bayesian.p_a_better if fold
 glue_value("n_folds", comparison.n_folds)
 comparison.fold_table.drop(columns=["model_a", "model_b"], errors="ignore").round(4)
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 fold_accuracy.per_fold.round(4) if fold_accuracy else "needs at least 2 folds"
 
 # %%
@@ -332,8 +321,7 @@ if fold_accuracy:
 # tumor slices for sensitivity, on the tumor-free slices for specificity; DeLong for AUC),
 # and the fold-level corrected t-tests.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 holm = comparison.holm
 rejected = comparison.rejected
 for key, family in (("slices", "slice-level (McNemar, DeLong)"),
@@ -354,8 +342,7 @@ holm.droplevel("row").round(4)
 # classifiers' main experiment is trained again with other training seeds on the same
 # folds; the spread of the difference across seeds is the part of it that a reseed moves.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 if len(P.training_seeds) > 1:
     by_seed = bl.study.run_seed_repeats(P, progress=False)
     display(bl.comparison_report.seed_spread(by_seed, MODEL_A, MODEL_B).round(3))
@@ -376,8 +363,7 @@ else:
 # {glue:text}`dataset_tumor` tumor and {glue:text}`dataset_no_tumor` no-tumor slices, must
 # be the row sums (if rows are the truth) or the column sums (if columns are).
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 audit = bl.audit.audit_paper()
 chosen = audit.matching_orientation
 glue_value("dataset_tumor", bl.audit.DATASET_TUMOR)
@@ -399,8 +385,7 @@ audit.totals[["model", "orientation", "tp", "fp", "fn", "tn", "n", "true_tumor",
 # {glue:text}`validation_fraction:.0%` of them. A table of held-out predictions would count
 # the validation slices only.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 coverage = audit.coverage
 glue_value("paper_share", float(coverage["share_of_dataset"].min()))
 glue_value("paper_validation_slices", float(coverage["validation_slices_at_split"].iloc[0]))
@@ -422,17 +407,14 @@ coverage
 # rounded half-up and truncated to the one decimal the paper prints; F1 also from the
 # printed (already cut) precision and recall.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 audit.rounding
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 table_iv = audit.table_iv[audit.table_iv["orientation"] == chosen].drop(columns="orientation")
 table_iv.round(3)
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 for finding in audit.findings:
     print("-", finding)
 scores = audit.rounding.set_index("orientation").loc[chosen]
@@ -463,8 +445,7 @@ glue_value("f1_from_printed", int(reproduced[f1["source"] != "counts"].sum()))
 # treating slices as independent (so
 # all too narrow for what is really a sample of patients).
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 PAPER_PRIOR = bl.stats.DEFAULT_PRIOR  # the same uniform prior as every posterior here
 paper_counts = {model: bl.audit.read_table(cells, chosen)
                 for model, cells in bl.audit.PRINTED_TABLES.items()}
@@ -478,8 +459,7 @@ bl.audit.paper_intervals(paper_counts, prior=PAPER_PRIOR).round(4)
 # smaller model's error count there, and at least what the class size forces. Every
 # feasible count gives one paired table, hence one p-value.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 allowed = audit.mcnemar[chosen]
 print(allowed.note)
 pvalue_range = allowed.pvalue_range()
@@ -494,8 +474,7 @@ glue_value("paper_ci_low", float(frame["ci_low"].min()))
 glue_value("paper_ci_high", float(frame["ci_high"].max()))
 pvalue_range.map(lambda p: f"{p:.3g}")
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 frame.assign(**{m: frame[m].map(lambda p: f"{p:.3g}")
                 for m in ("exact", "midp", "chi2", "chi2_corrected")}).round(4)
 
@@ -523,8 +502,7 @@ fig.show()
 # The sentences below are computed from the results above, so they hold whatever a run
 # produces.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print("\n".join(bl.comparison_report.conclusions(comparison, primary, audit, DATASET)))
 
 # %% [markdown]
@@ -553,7 +531,6 @@ print("\n".join(bl.comparison_report.conclusions(comparison, primary, audit, DAT
 #   resolution, every patient) evaluated on patient folds, with these same tests. The `full`
 #   profile of the study runs exactly that on a GPU.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 with pd.option_context("display.max_colwidth", 120):
     display(bl.comparison_report.priors_table(comparison, PAPER_PRIOR))

@@ -111,14 +111,12 @@ bl.plots.learning_curves_figure(histories, quantities=("loss",), title=(
 # out where either mask is empty. Keeping only the largest connected 3-D component of each
 # predicted volume removes scattered false positives.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 raw = bl.masks.evaluate_run(folder, manifest)
 largest = bl.masks.evaluate_run(folder, manifest, keep_largest_component=True)
 pd.concat({"raw masks": raw.to_frame(), "largest component": largest.to_frame()}).round(3)
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 tumor_patients = raw.patients[raw.patients["n_tumor_slices"] > 0]
 interval = bl.segmetrics.mean_dice_interval(tumor_patients["dice"], seed=P.seed)
 steady = bl.segmetrics.mean_dice_interval(tumor_patients["dice"], seed=P.seed,
@@ -151,8 +149,7 @@ fig = px.scatter(slices, x="true_pixels", y="dice", log_x=True, opacity=0.5,
 fig.show()
 
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 bl.segmentation_report.missed_overlap(three, ["unet", *P.model_names]).table
 # %% [markdown]
 # ## True and predicted masks: the best and the worst patient
@@ -189,8 +186,7 @@ fig.show()
 # slice's own maximum, fold by fold, on the same test slices (both computed from the
 # scores each fold saved).
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 bl.segmentation_report.auc_by_fold(bl.masks.read_slice_scores(folder)).round(3)
 
 # %% [markdown]
@@ -200,12 +196,10 @@ bl.segmentation_report.auc_by_fold(bl.masks.read_slice_scores(folder)).round(3)
 # of the previous chapter apply unchanged: paired McNemar tests on the same slices and
 # DeLong tests of the AUCs, clustered by patient.
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 bl.metrics.metrics_table(three, by=("model",)).drop(columns=["note"]).round(3)
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 bl.segmentation_report.three_way_comparison(three, "unet", P.model_names).round(
     {"accuracy difference": 3, "AUC difference": 3})
 
@@ -218,7 +212,6 @@ bl.segmentation_report.three_way_comparison(three, "unet", P.model_names).round(
 # above compare it with the slice-label classifiers on the same patients and folds, under
 # the same protocol. For this run, from the table above:
 
-# %%
-# NBVAL_CHECK_OUTPUT
+# %% tags=["nbval-check-output"]
 print("\n".join(bl.segmentation_report.worth_sentences(
     bl.segmentation_report.three_way_comparison(three, "unet", P.model_names), DATASET)))

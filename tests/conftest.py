@@ -6,8 +6,17 @@ from pathlib import Path
 
 import pytest
 
-# Every test session caches into its own folder, never the user's ~/.cache/brainlib.
-os.environ.setdefault("BRAINLIB_CACHE", tempfile.mkdtemp(prefix="brainlib-test-cache-"))
+# Every test session caches into its own folder, never the user's ~/.cache/brainlib, and
+# removes it when the session ends (a folder the user named in $BRAINLIB_CACHE is kept).
+OWN_CACHE = None
+if "BRAINLIB_CACHE" not in os.environ:
+    OWN_CACHE = tempfile.mkdtemp(prefix="brainlib-test-cache-")
+    os.environ["BRAINLIB_CACHE"] = OWN_CACHE
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if OWN_CACHE is not None:
+        shutil.rmtree(OWN_CACHE, ignore_errors=True)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # nbval re-runs the reference notebooks with the renderer they were made with.
 os.environ.setdefault("BRAINLIB_PLOTLY_RENDERER", "plotly_mimetype")

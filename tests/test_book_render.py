@@ -108,3 +108,62 @@ def test_screenshot(built_chapter):
         assert image.size == bookcheck.WINDOW_SIZE
         # A blank page is one colour; a rendered chapter has text, code and figures.
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 100
+
+
+# ---------------------------------------------------------------------------- what a reader sees
+
+def test_the_reader_copy_drops_noise_markers_paths_and_cdn_mathjax(tmp_path):
+    import nbformat
+
+    from brainlib import book
+
+    root = str(bookcheck.REPO_ROOT)
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell('profile = "auto"\noverrides = {}',
+                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(f'# Parameters\nprofile = "sample"\noverrides = '
+                                  f'{{"run_dir": "{root}/runs/sample"}}',
+                                  metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)", outputs=[
+            nbformat.v4.new_output("stream", name="stderr",
+                                   text="I0000 oneDNN custom operations are on\n"),
+            nbformat.v4.new_output("stream", name="stdout", text=f"saved {root}/runs/x.csv\n"),
+            nbformat.v4.new_output("display_data", data={"text/html": (
+                '<div><script src="https://cdnjs.cloudflare.com/ajax/libs/mathjax/3.2.2/es5/'
+                'tex-svg.min.js"></script><script>Plotly.newPlot()</script></div>')})]),
+    ]
+    source = tmp_path / "run.ipynb"
+    nbformat.write(notebook, source)
+    text = book.reader_copy(source, tmp_path / "reader.ipynb").read_text()
+    copy = nbformat.reads(text, as_version=4)
+    assert len(copy.cells) == 2  # the injected cell is gone ...
+    assert copy.cells[0].source == ('# Parameters of this run\nprofile = "sample"\n'
+                                    'overrides = {"run_dir": "runs/sample"}')  # ... shown once
+    assert copy.cells[1].source == "print(1)"
+    assert [o.output_type for o in copy.cells[1].outputs] == ["stream", "display_data"]
+    assert root not in text and "oneDNN" not in text and "NBVAL" not in text
+    assert "cdnjs" not in text and "Plotly.newPlot()" in text
+
+
+def test_page_problems_names_every_refused_string(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "bad.html").write_text(
+        f"<p>oneDNN custom operations</p><p># NBVAL_CHECK_OUTPUT</p><p>{bookcheck.REPO_ROOT}/x"
+        '</p><script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js">')
+    (tmp_path / "notebooks" / "good.html").write_text(
+        '<script src="../_static/mathjax/tex-mml-chtml.js"></script><p>$x$</p>')
+    problems = bookcheck.page_problems(tmp_path)
+    assert len(problems) == 4 and all(p.startswith("notebooks/bad.html: ") for p in problems)
+    assert any("MathJax from a CDN" in p for p in problems)
+
+
+def test_the_book_serves_mathjax_itself(tmp_path):
+    from brainlib import book
+
+    target = book.copy_mathjax(tmp_path / "mathjax")
+    assert (target / "tex-mml-chtml.js").is_file()
+    assert (target / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
+    config = (bookcheck.REPO_ROOT / "_config.yml").read_text()
+    assert 'mathjax_path: "mathjax/tex-mml-chtml.js"' in config
+    assert f'html_static_path: ["{book.MATHJAX_STATIC}"]' in config

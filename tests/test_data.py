@@ -104,7 +104,7 @@ def damage(folder: Path, how: str) -> Path:
     ("not a tiff", "unreadable"),
     ("four channels", "(H, W, 3)"),
     ("grey image", "(H, W, 3)"),
-    ("mask shape", "mask has shape"),
+    ("mask shape", "but its mask is 32x64"),
     ("mask values", "not 0/255"),
     ("duplicate slice", "duplicate slice number"),
 ])
@@ -114,6 +114,34 @@ def test_bad_input_gets_an_error_naming_the_file(phantom_copy, how, words):
         scan_dataset(phantom_copy)
     assert str(culprit) in str(error.value)
     assert words in str(error.value)
+
+
+def test_a_shrunken_image_is_blamed_on_the_image_and_long_value_lists_end_with_dots(
+        phantom_copy):
+    patient = sorted(p for p in phantom_copy.iterdir() if p.is_dir())[0]
+    image, image2 = slice_files(patient)[:2]
+    mask, mask2 = (i.with_name(i.stem + "_mask.tif") for i in (image, image2))
+    tifffile.imwrite(mask, np.zeros((256, 256), np.uint8))  # the dataset's size ...
+    tifffile.imwrite(image, np.zeros((128, 128, 3), np.uint8))  # ... and a shrunken image
+    problems = scan_dataset(phantom_copy, collect_problems=True).problems
+    assert [p.path for p in problems] == [str(image)]
+    assert "image is 128x128 but its mask is 256x256" in problems[0].problem
+    tifffile.imwrite(mask2, np.arange(64 * 64, dtype=np.uint16).reshape(64, 64).astype(np.uint8))
+    found = {p.path: p.problem for p in scan_dataset(phantom_copy, collect_problems=True).problems}
+    assert found[str(mask2)].endswith(", ...] are not 0/255")
+
+
+def test_a_folder_above_several_datasets_is_refused_with_the_candidates(phantom_kaggle_3m,
+                                                                         tmp_path):
+    for name in ("a", "b"):
+        shutil.copytree(phantom_kaggle_3m, tmp_path / name / "kaggle_3m")
+    with pytest.raises(DatasetError, match="2 kaggle_3m folders at the same depth") as error:
+        scan_dataset(tmp_path)
+    assert str(tmp_path / "a" / "kaggle_3m") in str(error.value)
+    # the Kaggle archive's own copy one level deeper is not ambiguous: the shallowest wins
+    shutil.rmtree(tmp_path / "b")
+    shutil.copytree(phantom_kaggle_3m, tmp_path / "a" / "deeper" / "kaggle_3m")
+    assert scan_dataset(tmp_path).root == tmp_path / "a" / "kaggle_3m"
 
 
 def test_collecting_problems_reports_all_of_them_and_keeps_the_good_slices(phantom_copy):

@@ -116,7 +116,84 @@ def test_study_force_retrains_the_models_of_the_current_settings(tmp_path, monke
     stamp = (folder / "patient-none-fold0" / "predictions.csv").stat().st_mtime_ns
     study.run_models(resolved, progress=False)
     assert (folder / "patient-none-fold0" / "predictions.csv").stat().st_mtime_ns == stamp
+    import papermill as pm
+
+    # the notebook itself is not the point here: a stand-in that writes its output
+    monkeypatch.setattr(pm, "execute_notebook", lambda source, target, **_: Path(target)
+                        .write_text(Path(source).read_text()))
     assert study.study_main(["-p", "phantom_patients=6", "-p", "n_folds=3", "-p", "epochs=1",
                              "-p", "leakage_experiment=false", "-p", "models=vgg16",
-                             "-p", f"run_dir={tmp_path / 'run'}", "--force", "--only", "none"]) == 0
+                             "-p", f"run_dir={tmp_path / 'run'}", "--force",
+                             "--only", "01_equations"]) == 0
     assert not folder.exists() and other.exists()
+
+
+# ---------------------------------------------------------------------------- the study command
+
+def test_a_second_study_on_the_same_folder_fails_fast(tmp_path):
+    with study.run_folder_lock(tmp_path):
+        with pytest.raises(study.RunFolderBusy, match=f"in use by a study running as pid "):
+            study.run_study("default", {"run_dir": str(tmp_path)})
+    with study.run_folder_lock(tmp_path):  # released: the next study may take it
+        pass
+
+
+def test_kernel_stderr_goes_to_the_log_and_ours_stays(tmp_path, capfd):
+    import subprocess
+    import sys
+
+    log = tmp_path / "kernels.log"
+    with study.kernel_stderr_to(log):
+        subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('noise\\n')"],
+                       check=True)
+        print("progress", file=sys.stderr)
+    assert log.read_text() == "noise\n"
+    assert "progress" in capfd.readouterr().err
+
+
+def test_ctrl_c_prints_one_line(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(study, "run_study", interrupted)
+    assert study.study_main([]) == 130
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said == ["interrupted; run the same command to resume (finished notebooks and "
+                    "trained units are kept)"]
+
+
+def test_overrides_get_their_own_run_folder():
+    own = params.resolve("default")
+    changed = params.resolve("default", {"epochs": 2})
+    assert Path(own.run_dir).name == "default"
+    assert Path(changed.run_dir).name.startswith("default-")
+    assert params.resolve("default", {"epochs": "2"}).run_dir == changed.run_dir
+    assert params.resolve("default", {"run_dir": "/x/y"}).run_dir == "/x/y"
+
+
+def test_an_interrupted_notebook_is_not_called_failed(tmp_path, monkeypatch):
+    import papermill as pm
+
+    def stopped(source, target, **kwargs):
+        Path(target).write_text("{}")  # what papermill had written when Ctrl-C came
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pm, "execute_notebook", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        study.run_study("default", {"run_dir": str(tmp_path), "phantom_patients": 6},
+                        only=["01_equations"])
+    assert (tmp_path / "01_equations.interrupted.ipynb").exists()
+    assert not list(tmp_path.glob("*.failed.ipynb"))
+
+
+def test_only_with_no_matching_notebook_is_an_error(tmp_path, capsys):
+    assert study.study_main(["--only", "no_such_chapter", "-p", f"run_dir={tmp_path}"]) == 2
+    assert "matches no notebook" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_regression_checks_are_cell_tags_not_comments(source):
+    """nbval reads tags, and the book hides them; a `# NBVAL_...` comment would show."""
+    notebook = jupytext.read(source)
+    assert not [c for c in notebook.cells if "NBVAL_" in c.source]
+    assert any("nbval-check-output" in c.metadata.get("tags", []) for c in notebook.cells)
