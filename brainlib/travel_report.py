@@ -96,21 +96,17 @@ def travel_gap(cross_validation: pd.DataFrame, institution: pd.DataFrame) -> pd.
     """Per model and metric, pooled over all slices: the institution hold-out, the patient
     cross-validation, and their difference (institution - cross-validation). Both score
     every slice once, so the two pools hold the same slices."""
+    held_out, cross = main_predictions(institution), main_predictions(cross_validation)
+    tables = {name: metrics.metrics_table(frame, by=("model",)).set_index("model")
+              for name, frame in (("institution", held_out), ("cross-validation", cross))}
     rows = []
-    for model in sorted(set(main_predictions(institution)["model"])):
-        pools = {name: main_predictions(frame)[main_predictions(frame)["model"] == model]
-                 for name, frame in (("institution", institution),
-                                     ("cross-validation", cross_validation))}
-        values = {name: metrics.metrics_table(frame, by=("model",)).iloc[0]
-                  for name, frame in pools.items() if len(frame)}
-        if len(values) < 2:
-            continue
+    for model in sorted(set(tables["institution"].index) & set(tables["cross-validation"].index)):
+        held, cv = tables["institution"].loc[model], tables["cross-validation"].loc[model]
         for metric, column in (("accuracy", "accuracy"), ("sensitivity", "recall"),
                                ("specificity", "specificity"), ("auc", "auc")):
-            held, cv = values["institution"][column], values["cross-validation"][column]
-            rows.append({"model": model, "metric": metric, "institution hold-out": held,
-                         "cross-validation": cv, "difference": held - cv,
-                         "slices": len(pools["institution"])})
+            rows.append({"model": model, "metric": metric, "institution hold-out": held[column],
+                         "cross-validation": cv[column], "difference": held[column] - cv[column],
+                         "slices": int(held["n"])})
     return pd.DataFrame(rows)
 
 
