@@ -1,9 +1,11 @@
-"""Check the built book in headless Chromium: plotly figures render offline, Colab links are right.
+"""Check the built book in headless Chromium: figures and equations render offline, Colab
+links are right.
 
-`python -m brainlib.bookcheck [HTML_DIR]` opens a chapter of the built book (default
-`_build/_build/html`), confirms that plotly.js drew its figures with every network request
-refused (so the page needs no CDN), checks the page's Colab launch button against
-`_config.yml`, and saves a screenshot. It exits non-zero when any check fails.
+`python -m brainlib.bookcheck [HTML_DIR]` opens two chapters of the built book (default
+`_build/_build/html`) with every network request refused (so nothing may come from a CDN):
+in one, plotly.js must draw every figure and the Colab launch button must match
+`_config.yml`; in the other, MathJax must typeset every equation without an error. It
+saves a screenshot of each and exits non-zero when any check fails.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HTML_DIR = REPO_ROOT / "_build" / "_build" / "html"
 DEFAULT_CHAPTER = "notebooks/02_data.html"
+DEFAULT_MATH_CHAPTER = "notebooks/01_equations.html"
 DEFAULT_SCREENSHOTS = REPO_ROOT / "_build" / "screenshots"
 
 # A quiet, throw-away browser (see FIELD-NOTES, "The book"); each run gets a fresh
@@ -94,11 +97,20 @@ class _DomScan(HTMLParser):
         self.drawn_figures = 0      # ... that plotly.js took over (adds "js-plotly-plot")
         self.main_svgs = 0          # <svg class="main-svg"> that plotly.js drew
         self.links: list[dict[str, str]] = []
+        self.equations = 0          # <span|div class="math"> written by Sphinx/MyST
+        self.typeset = 0            # <mjx-container> that MathJax put in their place
+        self.math_errors = 0        # <mjx-merror>: TeX that MathJax could not parse
 
     def handle_starttag(self, tag, attrs):
         attributes = {name: value or "" for name, value in attrs}
         classes = attributes.get("class", "").split()
-        if tag == "div" and "plotly-graph-div" in classes:
+        if tag in ("span", "div") and "math" in classes:
+            self.equations += 1
+        elif tag == "mjx-container":
+            self.typeset += 1
+        elif tag == "mjx-merror":
+            self.math_errors += 1
+        elif tag == "div" and "plotly-graph-div" in classes:
             self.figures += 1
             self.drawn_figures += "js-plotly-plot" in classes
         elif tag == "svg" and "main-svg" in classes:
@@ -132,6 +144,32 @@ class PlotlyFigures:
 def plotly_figures(dom: str) -> PlotlyFigures:
     scan = _scan(dom)
     return PlotlyFigures(scan.figures, scan.drawn_figures, scan.main_svgs)
+
+
+@dataclass
+class Equations:
+    """How many equations a page holds, how many MathJax typeset, and how many failed."""
+    equations: int
+    typeset: int
+    errors: int
+
+    @property
+    def all_typeset(self) -> bool:
+        return self.equations > 0 and self.typeset >= self.equations and self.errors == 0
+
+    def __str__(self) -> str:
+        return (f"{self.typeset}/{self.equations} equations typeset by MathJax"
+                + (f", {self.errors} TeX errors" if self.errors else ""))
+
+
+def equations(dom: str) -> Equations:
+    """The page's equations (Sphinx's `math` elements) and what MathJax made of them.
+
+    MathJax keeps each `math` element and puts an `mjx-container` inside it; without
+    MathJax (no network and a CDN script) the elements stay and show raw TeX.
+    """
+    scan = _scan(dom)
+    return Equations(scan.equations, scan.typeset, scan.math_errors)
 
 
 def plotly_rendered(dom: str) -> bool:
@@ -265,15 +303,30 @@ _SCROLL_TO_FIRST_FIGURE = """(() => {
   window.scrollTo(0, target.getBoundingClientRect().top + window.scrollY - 80);
   return document.querySelectorAll('.js-plotly-plot .main-svg').length;
 })()"""
+# Scroll to the first display equation once MathJax typeset the page's math (0 until then).
+_SCROLL_TO_FIRST_EQUATION = """(() => {
+  const math = document.querySelectorAll('.math');
+  if (!math.length) return -1;
+  const typeset = document.querySelectorAll('mjx-container').length;
+  if (typeset < math.length) return 0;
+  const first = document.querySelector('div.math') || math[0];
+  const target = first.closest('section') || first;
+  window.scrollTo(0, target.getBoundingClientRect().top + window.scrollY - 80);
+  return typeset;
+})()"""
+SCROLL_TO = {"figure": _SCROLL_TO_FIRST_FIGURE, "equation": _SCROLL_TO_FIRST_EQUATION}
 
 
 def screenshot(html_path: str | os.PathLike, png_path: str | os.PathLike,
-               window_size: tuple[int, int] = WINDOW_SIZE, timeout_s: float = 60) -> Path:
-    """Save a PNG of the page in headless Chromium, scrolled to its first plotly figure.
+               window_size: tuple[int, int] = WINDOW_SIZE, timeout_s: float = 60,
+               scroll_to: str = "figure") -> Path:
+    """Save a PNG of the page in headless Chromium, scrolled to its first plotly figure
+    (`scroll_to="figure"`) or its first equation (`"equation"`).
 
-    Uses the DevTools protocol (not `--screenshot`) so it can wait for plotly.js to draw
-    and scroll to the figure; pages without plotly figures are shot from the top.
+    Uses the DevTools protocol (not `--screenshot`) so it can wait for plotly.js or MathJax
+    to draw and scroll there; pages without such content are shot from the top.
     """
+    scroll_script = SCROLL_TO[scroll_to]
     png_path = Path(png_path)
     url = _page_url(html_path)
     width, height = window_size
@@ -291,7 +344,7 @@ def screenshot(html_path: str | os.PathLike, png_path: str | os.PathLike,
             browser.wait_event("Page.loadEventFired")
             give_up = min(browser.deadline, time.monotonic() + 15)
             while time.monotonic() < give_up:
-                drawn = browser.send("Runtime.evaluate", session, expression=_SCROLL_TO_FIRST_FIGURE,
+                drawn = browser.send("Runtime.evaluate", session, expression=scroll_script,
                                      returnByValue=True)["result"].get("value", -1)
                 if drawn != 0:  # drawn, or no plotly figure on the page
                     break
@@ -309,10 +362,12 @@ def screenshot(html_path: str | os.PathLike, png_path: str | os.PathLike,
 class BookCheck:
     """What the book check looked at and what it found."""
     page: Path
+    math_page: Path | None = None
     figures: PlotlyFigures | None = None
+    equations: Equations | None = None
     colab_link: str | None = None
     expected_colab_link: str | None = None
-    screenshot: Path | None = None
+    screenshots: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -325,7 +380,10 @@ class BookCheck:
                                       else "not checked"),
                  f"colab:      {self.colab_link}",
                  f"expected:   {self.expected_colab_link}",
-                 f"screenshot: {self.screenshot}"]
+                 f"math page:  {self.math_page}",
+                 "equations:  " + (f"{self.equations} (network disabled)" if self.equations
+                                      else "not checked")]
+        lines += [f"screenshot: {png}" for png in self.screenshots]
         lines += [f"PROBLEM: {problem}" for problem in self.problems]
         lines.append("book check: " + ("OK" if self.ok else f"FAILED ({len(self.problems)} problems)"))
         return "\n".join(lines)
@@ -362,12 +420,15 @@ def page_problems(html_dir: str | os.PathLike) -> list[str]:
 
 def check_book(html_dir: str | os.PathLike = DEFAULT_HTML_DIR, chapter: str = DEFAULT_CHAPTER,
                config_path: str | os.PathLike = REPO_ROOT / "_config.yml",
-               screenshot_dir: str | os.PathLike = DEFAULT_SCREENSHOTS) -> BookCheck:
-    """Open `chapter` of the built book: plotly figures drawn offline, Colab button, screenshot."""
-    page = Path(html_dir) / chapter
-    result = BookCheck(page=page)
-    if not page.is_file():
-        result.problems.append(f"no page at {page}: build the book first (make book)")
+               screenshot_dir: str | os.PathLike = DEFAULT_SCREENSHOTS,
+               math_chapter: str = DEFAULT_MATH_CHAPTER) -> BookCheck:
+    """Open `chapter` of the built book (plotly figures drawn offline, Colab button) and
+    `math_chapter` (every equation typeset offline), with a screenshot of each."""
+    page, math_page = Path(html_dir) / chapter, Path(html_dir) / math_chapter
+    result = BookCheck(page=page, math_page=math_page)
+    missing = [p for p in (page, math_page) if not p.is_file()]
+    if missing:
+        result.problems += [f"no page at {p}: build the book first (make book)" for p in missing]
         return result
     dom = render_dom(page)
     result.figures = plotly_figures(dom)
@@ -380,7 +441,15 @@ def check_book(html_dir: str | os.PathLike = DEFAULT_HTML_DIR, chapter: str = DE
     if result.colab_link != result.expected_colab_link:
         result.problems.append(f"Colab launch button of {page} points at {result.colab_link!r}, "
                                f"expected {result.expected_colab_link!r} (from {config_path})")
-    result.screenshot = screenshot(page, Path(screenshot_dir) / Path(chapter).with_suffix(".png").name)
+    result.equations = equations(render_dom(math_page))
+    if not result.equations.all_typeset:
+        result.problems.append(f"{result.equations} in {math_page}: equations show raw TeX "
+                               "without network access")
+    shots = Path(screenshot_dir)
+    result.screenshots = [
+        screenshot(page, shots / Path(chapter).with_suffix(".png").name),
+        screenshot(math_page, shots / Path(math_chapter).with_suffix(".png").name,
+                   scroll_to="equation")]
     return result
 
 
@@ -390,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the built book's HTML folder (default: %(default)s)")
     parser.add_argument("--chapter", default=DEFAULT_CHAPTER,
                         help="page to open, relative to HTML_DIR (default: %(default)s)")
+    parser.add_argument("--math-chapter", default=DEFAULT_MATH_CHAPTER,
+                        help="page whose equations must typeset (default: %(default)s)")
     parser.add_argument("--config", default=str(REPO_ROOT / "_config.yml"),
                         help="the book's _config.yml (default: %(default)s)")
     parser.add_argument("--screenshots", default=str(DEFAULT_SCREENSHOTS),
@@ -406,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     print(f"browser:    {binary}")
-    result = check_book(args.html_dir, args.chapter, args.config, args.screenshots)
+    result = check_book(args.html_dir, args.chapter, args.config, args.screenshots,
+                        args.math_chapter)
     print(result.summary())
     return 0 if result.ok and not static else 1
 

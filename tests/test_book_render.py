@@ -4,6 +4,7 @@ The browser test never builds the book nor installs a browser: it skips unless `
 has run and a Chromium is on PATH (`apt-get install chromium`). The DOM helpers are tested
 on small pages with no browser.
 """
+import shutil
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,60 @@ def test_screenshot(built_chapter):
         assert image.size == bookcheck.WINDOW_SIZE
         # A blank page is one colour; a rendered chapter has text, code and figures.
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 100
+
+
+@pytest.mark.slow
+def test_equations_render_offline(built_chapter):
+    page = HTML_DIR / bookcheck.DEFAULT_MATH_CHAPTER
+    found = bookcheck.equations(bookcheck.render_dom(page))
+    assert found.all_typeset, f"{found} in {page} with the network disabled"
+
+
+def test_equations_counts_math_typeset_and_tex_errors():
+    raw = '<p><span class="math notranslate nohighlight">\\(x\\)</span></p>'
+    assert bookcheck.equations(raw) == bookcheck.Equations(1, 0, 0)
+    assert not bookcheck.equations(raw).all_typeset  # raw TeX: MathJax never ran
+    typeset = ('<span class="math notranslate nohighlight"><mjx-container class="MathJax">'
+               '</mjx-container></span><div class="math notranslate nohighlight">'
+               '<mjx-container><mjx-merror></mjx-merror></mjx-container></div>')
+    found = bookcheck.equations(typeset + "<style>mjx-merror { color: red }</style>")
+    assert found == bookcheck.Equations(2, 2, 1) and not found.all_typeset
+    assert bookcheck.equations(typeset.replace("<mjx-merror></mjx-merror>", "")).all_typeset
+
+
+@pytest.mark.slow
+def test_a_page_built_with_the_project_config_typesets_equations_offline(tmp_path):
+    """Builds one chapter (the reference 01_equations notebook) with the project's
+    `_config.yml` and the book's own MathJax, then opens it with the network refused: the
+    offline-math setup is tested even where no study has built the whole book."""
+    if bookcheck.find_chromium() is None:
+        pytest.skip("no Chromium on PATH (apt-get install chromium, or set BRAINLIB_CHROMIUM)")
+    pytest.importorskip("jupyter_book")
+    import subprocess
+    import sys
+
+    from brainlib import book
+
+    stage = tmp_path / "src"
+    shutil.copytree(bookcheck.REPO_ROOT / "book", stage / "book")
+    shutil.copy(bookcheck.REPO_ROOT / "_config.yml", stage / "_config.yml")
+    (stage / "_toc.yml").write_text("format: jb-book\nroot: notebooks/01_equations\n")
+    book.copy_mathjax(stage / book.MATHJAX_STATIC / "mathjax")
+    (stage / "notebooks").mkdir()
+    book.reader_copy(bookcheck.REPO_ROOT / "notebooks" / "01_equations.ipynb",
+                     stage / "notebooks" / "01_equations.ipynb")
+    done = subprocess.run([sys.executable, "-c", "import sys; from jupyter_book.cli.main "
+                           "import main; sys.exit(main())", "build", str(stage),
+                           "--path-output", str(tmp_path), "-W", "-n", "--keep-going"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    html_dir = tmp_path / "_build" / "html"
+    page = html_dir / "notebooks" / "01_equations.html"
+    assert bookcheck.page_problems(html_dir) == []
+    found = bookcheck.equations(bookcheck.render_dom(page))
+    assert found.equations >= 20 and found.all_typeset, f"{found} in {page}, network disabled"
+    png = bookcheck.screenshot(page, tmp_path / "01_equations.png", scroll_to="equation")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # ---------------------------------------------------------------------------- what a reader sees

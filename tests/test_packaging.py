@@ -137,3 +137,26 @@ def test_a_command_without_its_extra_says_which_extra_to_install(monkeypatch, ca
         assert "pip install -e '.[cpu]'" in said[command], command
     assert "pip install -e '.[book]'" in said["study"]  # the study also needs a kernel
     assert cli.main(["params"]) == 0  # the base install runs this one
+
+
+@pytest.mark.slow
+def test_an_editable_install_prints_no_warning(tmp_path):
+    """`pip install -e .` is the README's install: a warning there (setuptools' "Editable
+    installation" notice of its meta-path finder, a TOML-table licence) is the first thing
+    a newcomer reads."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    # The Makefile's pip: recent pips show the build backend's warnings, older ones hide them.
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                    "--upgrade", "pip"], capture_output=True, timeout=300)
+    done = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                           "--no-deps", "-e", str(ROOT)],
+                          capture_output=True, text=True, timeout=300)
+    if "Could not fetch" in done.stderr or "NewConnectionError" in done.stderr:
+        pytest.skip(f"package index not reachable: {done.stderr[-200:]}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Warning" not in done.stdout + done.stderr, (done.stdout + done.stderr)[-2000:]
+    found = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "import importlib.util as u; print(u.find_spec('brainlib.stats').origin)"],
+                           capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert found.stdout.strip() == str(ROOT / "brainlib" / "stats" / "__init__.py")
