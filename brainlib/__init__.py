@@ -12,7 +12,7 @@ __all__ = ["params", "data", "phantom", "splits", "pipeline", "transform", "mode
            "loss", "train", "classifier", "segmenter", "scores", "runner", "masks", "metrics",
            "stats", "primary", "runcard", "report", "evaluation_report", "leakage_report",
            "comparison_report", "segmentation_report", "travel_report", "external", "bundle",
-           "calibration", "uncertainty", "audit", "plots", "segmetrics", "eda", "equations", "study",
+           "calibration", "uncertainty", "unit_models", "gradcam", "trust_report", "audit", "plots", "segmetrics", "eda", "equations", "study",
            "notebook", "book", "bookcheck"]
 
 

@@ -17,6 +17,8 @@ model family is measured the same way:
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 from scipy import optimize
@@ -56,25 +58,56 @@ def reliability_table(y_true, p_tumor, n_bins: int = 10) -> pd.DataFrame:
 
 
 def expected_calibration_error(y_true, p_tumor, n_bins: int = 10) -> float:
-    """Sum over bins of (bin share) x |observed rate - mean probability|."""
-    table = reliability_table(y_true, p_tumor, n_bins)
-    return float((table["slices"] * table["gap"].abs()).sum() / table["slices"].sum())
+    """Sum over bins of (bin share) x |observed rate - mean probability|, i.e. the sum over
+    bins of |tumors - summed probability| over all slices."""
+    y, p = _checked(y_true, p_tumor)
+    bins = bin_index(p, n_bins)
+    gaps = np.bincount(bins, weights=y, minlength=n_bins) - np.bincount(bins, weights=p, minlength=n_bins)
+    return float(np.abs(gaps).sum() / len(y))
+
+
+class PatientInterval(NamedTuple):
+    """A statistic and its percentile interval from resampling whole patients."""
+    estimate: float
+    low: float
+    high: float
+
+
+def patient_members(frame: pd.DataFrame) -> list[np.ndarray]:
+    """Row positions of each patient of `frame` (its `patient_id` column)."""
+    patients, codes = np.unique(frame["patient_id"].to_numpy(), return_inverse=True)
+    return [np.flatnonzero(codes == k) for k in range(len(patients))]
+
+
+def patient_resamples(frame: pd.DataFrame, n_resamples: int, seed=0) -> list[np.ndarray]:
+    """`n_resamples` row-position arrays of `frame`, each drawing as many patients as it
+    has, with replacement, every slice of a drawn patient included."""
+    members = patient_members(frame.reset_index(drop=True))
+    rng = as_rng(seed)
+    return [np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
+            for _ in range(n_resamples)]
+
+
+def patient_bootstrap(frame: pd.DataFrame, statistic, n_resamples: int = 2000,
+                      confidence: float = 0.95, seed=0) -> PatientInterval:
+    """`statistic(frame)` with a percentile interval from resampling whole patients (a
+    patient drawn twice counts twice). Resamples where the statistic is undefined (NaN)
+    are left out."""
+    frame = frame.reset_index(drop=True)
+    values = np.array([statistic(frame.iloc[rows])
+                       for rows in patient_resamples(frame, n_resamples, seed)], dtype=np.float64)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.nanpercentile(values, [tail, 100 - tail])
+    return PatientInterval(float(statistic(frame)), float(low), float(high))
 
 
 def ece_interval(predictions: pd.DataFrame, n_bins: int = 10, n_resamples: int = 2000,
-                 confidence: float = 0.95, seed=0) -> tuple[float, float, float]:
-    """ECE with a percentile interval from resampling whole patients: (ece, low, high)."""
-    y, p = _checked(predictions["y_true"], predictions["p_tumor"])
-    patients, codes = np.unique(predictions["patient_id"].to_numpy(), return_inverse=True)
-    members = [np.flatnonzero(codes == k) for k in range(len(patients))]
-    rng = as_rng(seed)
-    values = np.empty(n_resamples)
-    for r in range(n_resamples):
-        rows = np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
-        values[r] = expected_calibration_error(y[rows], p[rows], n_bins)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return expected_calibration_error(y, p, n_bins), float(low), float(high)
+                 confidence: float = 0.95, seed=0) -> PatientInterval:
+    """ECE with a percentile interval from resampling whole patients."""
+    _checked(predictions["y_true"], predictions["p_tumor"])
+    return patient_bootstrap(
+        predictions, lambda part: expected_calibration_error(part["y_true"], part["p_tumor"], n_bins),
+        n_resamples, confidence, seed)
 
 
 def brier_decomposition(y_true, p_tumor, n_bins: int = 10) -> dict[str, float]:
@@ -101,7 +134,10 @@ def apply_temperature(p_tumor, temperature: float) -> np.ndarray:
     return 1 / (1 + np.exp(-logit(p_tumor) / temperature))
 
 
-def fit_temperature(y_true, p_tumor, bounds=(0.05, 20.0)) -> float:
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+
+
+def fit_temperature(y_true, p_tumor, bounds=TEMPERATURE_BOUNDS) -> float:
     """The T that minimises the binary cross-entropy of `apply_temperature(p, T)` on these
     (inner-validation) slices; fit it on validation patients only, apply it to the test."""
     y, p = _checked(y_true, p_tumor)
@@ -137,17 +173,19 @@ def mutual_information(samples) -> np.ndarray:
 # ----------------------------------------------------------------------------- referral
 
 def referral_curve(y_true, p_tumor, uncertainty, fractions=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
-                   threshold: float = 0.5) -> pd.DataFrame:
+                   threshold: float = 0.5, y_pred=None) -> pd.DataFrame:
     """Accuracy and AUC on the slices kept when the `fraction` most uncertain are referred
-    (ties broken by position, stably)."""
+    (ties broken by position, stably). Calls are `y_pred` when given (each unit's own
+    threshold), else p_tumor > `threshold`."""
     y, p = _checked(y_true, p_tumor)
+    calls = (p > threshold) if y_pred is None else np.asarray(y_pred).astype(bool)
     order = np.argsort(-np.asarray(uncertainty, dtype=np.float64), kind="stable")
     rows = []
     for fraction in fractions:
         kept = np.sort(order[int(round(fraction * len(y))):])
         yk, pk = y[kept], p[kept]
         rows.append({"referred": fraction, "kept": len(kept),
-                     "accuracy": float(((pk > threshold) == yk).mean()) if len(kept) else np.nan,
+                     "accuracy": float((calls[kept] == yk).mean()) if len(kept) else np.nan,
                      "auc": roc_auc(yk, pk) if len(np.unique(yk)) == 2 else np.nan})
     return pd.DataFrame(rows)
 

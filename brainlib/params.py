@@ -154,6 +154,10 @@ SCHEMA = {p.name: p for p in (
     Parameter("unet_epochs", int, 6, "U-Net training epochs", low=1, high=1000),
     Parameter("unet_precision", str, "float32", "U-Net compute precision",
               choices=("float32", "mixed_bfloat16")),
+    # can the predictions be trusted (chapter 8)
+    Parameter("mc_passes", int, 50,
+              "Monte Carlo dropout passes per slice for the classifiers' uncertainty",
+              low=2, high=1000),
     # where the run goes
     Parameter("run_dir", str, "", "run folder; empty: runs/<profile> in the checkout"),
 )}

@@ -222,9 +222,38 @@ def all_models(params: schema.Params) -> list[str]:
     return params.model_names + [SEGMENTER]
 
 
+def run_trust_analyses(params: schema.Params, progress: bool = True
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Chapter 8's analyses of every trained unit of the main experiment, computed once and
+    kept in the unit folders: each model's per-slice uncertainty and temperature
+    (`uncertainty.annotate_unit`) and the classifiers' Grad-CAM scores
+    (`gradcam.gradcam_unit`). Returns the predictions table, rewritten with the uncertainty
+    columns, and the Grad-CAM scores."""
+    from tqdm import tqdm
+
+    from . import gradcam, uncertainty, unit_models
+
+    manifest = prepare_manifest(params)
+    heatmap_scores = []
+    for model in all_models(params):
+        units = unit_models.main_units(params, model, manifest)
+        model_family = family(params, model)
+        model_family.prepare(manifest, Path(params.run_dir), False)
+        for unit in tqdm(units, desc=f"{model}: uncertainty" + ("" if model == SEGMENTER
+                                                                else " and Grad-CAM"),
+                         unit="fold", disable=not progress):
+            uncertainty.annotate_unit(params, model_family, unit, seed=params.seed)
+            if model != SEGMENTER:
+                heatmap_scores.append(gradcam.gradcam_unit(model_family, unit, manifest))
+        model_family.release()
+    predictions = write_predictions_table(params, manifest)
+    return predictions, pd.concat(heatmap_scores, ignore_index=True)
+
+
 def write_predictions_table(params: schema.Params, manifest: pd.DataFrame) -> pd.DataFrame:
-    """`<run_dir>/predictions.csv`: every finished unit of the current parameters."""
-    from . import runner
+    """`<run_dir>/predictions.csv`: every finished unit of the current parameters, with
+    the uncertainty columns of the units chapter 8 annotated (`run_trust_analyses`)."""
+    from . import runner, uncertainty
 
     units = []
     for model in all_models(params):
@@ -232,7 +261,7 @@ def write_predictions_table(params: schema.Params, manifest: pd.DataFrame) -> pd
         schemes, controls = experiments(params, model)
         units += [folder / runner.unit_path(*u[1:])
                   for u in runner.list_units(manifest, [model], schemes, controls, params.folds)]
-    table = runner.read_units(units)
+    table = uncertainty.with_uncertainty(units)
     data.write_csv_atomic(table, Path(params.run_dir) / "predictions.csv")
     return table
 

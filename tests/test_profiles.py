@@ -12,7 +12,8 @@ from brainlib import study
 TOY = {"data_source": "phantom", "phantom_patients": 8, "n_folds": 3, "image_size": 64,
        "epochs": 1, "weights": "none", "unet_image_size": 32, "unet_widths": "4,8",
        "unet_epochs": 1}
-CHAPTERS = ["02_data", "04_training", "05_evaluation", "06_statistics", "07_segmentation"]
+CHAPTERS = ["02_data", "04_training", "05_evaluation", "06_statistics", "07_segmentation",
+            "08_trust"]
 REAL_TOY = {"data_source": str(REAL_SAMPLE), "n_folds": 3, "image_size": 64, "epochs": 1,
             "weights": "none", "unet_image_size": 32, "unet_widths": "4,8", "unet_epochs": 1,
             "leakage_experiment": False, "compare_protocols": False, "repeat_seeds": ""}
@@ -70,6 +71,9 @@ def test_a_profile_at_toy_scale_runs_every_training_chapter(profile, edge, tmp_p
     assert {"resnet50", "vgg16", "unet"} == set(predictions["model"])
     expected = "paper" if profile == "full" else "validated"
     assert set(predictions["protocol"]) == {expected}
+    main = predictions[(predictions["scheme"] == "patient") & (predictions["control"] == "none")]
+    assert main[["entropy", "mutual_information", "margin"]].notna().all().all()  # chapter 8's
+    assert main["p_calibrated"].isna().all() == (profile == "full")  # no inner validation there
     check_prose(run_dir, CHAPTERS, "PHANTOM")
 
 

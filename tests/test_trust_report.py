@@ -1,0 +1,88 @@
+"""Chapter 8's tables on synthetic predictions whose answers are known."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from brainlib import trust_report
+
+
+def synthetic(n_patients=30, per_patient=20, seed=0, calibrated=True):
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0, 1, n_patients * per_patient)
+    y = (rng.uniform(size=p.size) < p).astype(int)
+    y_pred = (p > 0.5).astype(int)
+    wrong = (y_pred != y).astype(float)
+    return pd.DataFrame({
+        "model": "m", "scheme": "patient", "control": "none", "protocol": "validated",
+        "patient_id": np.repeat([f"p{k:02d}" for k in range(n_patients)], per_patient),
+        "slice_number": np.tile(np.arange(per_patient), n_patients),
+        "fold": np.repeat(np.arange(n_patients) % 3, per_patient),
+        "y_true": y, "p_tumor": p, "y_pred": y_pred,
+        # entropy knows the errors exactly; mutual information is noise; margin is |p - 0.5|
+        "entropy": wrong + rng.uniform(0, 0.01, p.size),
+        "mutual_information": rng.uniform(size=p.size),
+        "margin": -np.abs(p - 0.5),
+        "temperature": 1.0, "p_calibrated": p if calibrated else np.nan})
+
+
+def test_a_measure_that_knows_the_errors_refers_them_all():
+    rows = synthetic()
+    error_share = (rows["y_pred"] != rows["y_true"]).mean()
+    table = trust_report.referral_table(rows, ["m"], fractions=(0.0, 0.5))
+    by = table.set_index(["measure", "referred"])
+    assert by.loc[("entropy", 0.0), "accuracy"] == pytest.approx(1 - error_share)
+    assert error_share < 0.5 and by.loc[("entropy", 0.5), "accuracy"] == 1.0
+    errors = trust_report.error_detection_table(rows, ["m"]).set_index("measure")
+    assert errors.loc["entropy", "AUROC"] == 1.0 and errors.loc["entropy", "low"] == 1.0
+    assert errors.loc["mutual_information", "low"] < 0.5 < errors.loc["mutual_information", "high"]
+    sentences = trust_report.referral_sentences(table.assign(referred=table["referred"]).pipe(
+        lambda t: pd.concat([t, t.assign(referred=0.1), t.assign(referred=0.2)])), errors.reset_index())
+    assert "entropy flags its errors best" in sentences[0]
+    assert "mutual_information cannot be told from chance" in sentences[0]
+
+
+def test_a_calibrated_model_scores_a_small_ece_and_bands_cover_the_diagonal():
+    rows = synthetic(n_patients=60)
+    table = trust_report.calibration_table(rows, ["m"])
+    assert set(table["probability"]) == {"as trained", "temperature-scaled"}
+    trained = table[table["probability"] == "as trained"].iloc[0]
+    assert trained["ECE"] < 0.06 and trained["ECE low"] <= trained["ECE"] <= trained["ECE high"]
+    bands = trust_report.reliability_bands(rows, ["m"])
+    inside = (bands["band_low"] <= bands["mean_probability"] + 0.05) & \
+             (bands["mean_probability"] - 0.05 <= bands["band_high"])
+    assert inside.mean() >= 0.9
+
+
+def test_without_temperatures_only_the_trained_probabilities_are_reported():
+    rows = synthetic(calibrated=False)
+    assert not trust_report.has_temperature(rows)
+    assert set(trust_report.calibration_table(rows, ["m"])["probability"]) == {"as trained"}
+
+
+def test_predictions_without_uncertainty_columns_are_refused():
+    with pytest.raises(ValueError, match="run_trust_analyses"):
+        trust_report.trust_predictions(synthetic().drop(columns=["margin"]), ["m"])
+
+
+def test_gradcam_table_means_and_baseline():
+    scores = pd.DataFrame({"model": "m", "patient_id": ["a", "a", "b", "c"],
+                           "slice_number": [1, 2, 1, 1], "pointing": [True, False, True, True],
+                           "energy_inside": [0.5, 0.1, 0.3, 0.3], "baseline": [0.1] * 4,
+                           "peak_on_rim": [False, True, False, False],
+                           "empty_map": [False] * 4})
+    row = trust_report.gradcam_table(scores).iloc[0]
+    assert row["pointing game value"] == 0.75 and row["energy inside value"] == pytest.approx(0.3)
+    assert row["tumor slices"] == 4 and row["patients"] == 3
+    sentence = trust_report.gradcam_sentences(trust_report.gradcam_table(scores), {"m": 4})[0]
+    assert "75.0% of 4 tumor slices, above the 10.0%" in sentence and "4x4 cells" in sentence
+    assert "25.0% of its maxima lie on the head's outer rim" in sentence
+    patients = trust_report.gradcam_patients(scores).set_index("patient_id")
+    assert patients.loc["a", "pointing"] == 0.5 and patients.loc["a", "tumor_slices"] == 2
+
+
+def test_a_temperature_at_the_end_of_its_range_is_reported():
+    rows = synthetic()
+    rows.loc[rows["fold"] == 1, "temperature"] = 20.0
+    table = trust_report.calibration_table(rows, ["m"])
+    assert table.set_index("probability").loc["temperature-scaled", "folds at a bound"] == 1
+    assert "In 1 fold(s) the fitted T reached the end" in trust_report.calibration_sentences(table)[0]
