@@ -132,6 +132,14 @@ SCHEMA = {p.name: p for p in (
     Parameter("lr_decay", float, 0.0, "eq. (20) decay per epoch of the classifiers",
               low=0.0, high=100.0),
     Parameter("augment", bool, False, "random rotation/zoom/flip of training images"),
+    Parameter("bank_views", int, 2,
+              "with augment and a frozen base: base features of this many views per image "
+              "(view 0 unaugmented) computed once, one drawn per image per epoch; 0: the "
+              "paper's on-the-fly augmentation through the base every epoch", low=0, high=64),
+    Parameter("base_precision", str, "float32",
+              "arithmetic of the frozen base when computing features: 'float32', 'bfloat16', "
+              "or 'auto' (bfloat16 where the CPU or GPU has it)",
+              choices=("float32", "bfloat16", "auto")),
     Parameter("standardize_features", bool, True,
               "standardise the base's pooled features (not in the paper; needed without ImageNet)"),
     Parameter("leakage_experiment", bool, True,

@@ -98,6 +98,8 @@ class RunCard(Result):
     test_patients: int = 0             # holdout: patients of the hold-out folder
     test_data_source: str = ""
     patients_per_institution: tuple[tuple[str, int], ...] = ()
+    bank_views: int = 0                # augmentation drawn from a bank of this many views
+    base_precision: str = "float32"    # the frozen base's arithmetic for features
     institution_holdout: bool = False
 
     # ---------------------------------------------------------------- computed
@@ -285,7 +287,10 @@ class RunCard(Result):
             ("folds trained", "all" if self.all_folds_run else ", ".join(map(str, self.folds_run))),
             ("epochs", str(self.epochs)),
             ("learning rate", f"{self.learning_rate:g}"),
-            ("augmentation", yes(self.augment)),
+            ("augmentation", (f"yes, from a bank of {self.bank_views} views per image"
+                              if self.augment and self.bank_views else yes(self.augment))),
+            ("frozen base arithmetic", {"auto": "bfloat16 where the hardware has it, else float32"}
+             .get(self.base_precision, self.base_precision)),
             ("protocol", self.protocol),
             ("both protocols run", yes(self.compare_protocols)),
             ("leakage experiment", yes(self.leakage_experiment)),
@@ -366,4 +371,6 @@ def run_card(params, manifest: pd.DataFrame) -> RunCard:
             (str(k), int(n)) for k, n in manifest.groupby("institution")["patient_id"]
             .nunique().items()),
         institution_holdout=bool(params.get("institution_holdout", False)),
+        bank_views=int(params.get("bank_views", 0)),
+        base_precision=str(params.get("base_precision", "float32")),
     )

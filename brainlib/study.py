@@ -96,6 +96,7 @@ def classifier_config(params: schema.Params):
     return TrainConfig(image_size=params.image_size, weights=weights, epochs=params.epochs,
                        batch_size=params.batch_size, learning_rate=params.learning_rate,
                        lr_decay=params.lr_decay, augment=params.augment,
+                       bank_views=params.bank_views, base_precision=params.base_precision,
                        standardize_features=params.standardize_features, seed=params.seed)
 
 

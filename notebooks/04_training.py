@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -26,7 +28,12 @@
 # With a frozen base and no augmentation, the base's output for each image never
 # changes, so it can be computed once and only the head trained on it: the same model as
 # training end to end (tested to float precision), many times faster. With augmentation
-# every epoch's images are new and go through the base (end to end). This run: the
+# every epoch's images are new; the paper's way sends them through the base every epoch
+# (end to end, `bank_views=0`). A frozen base's output for a given augmented view does not
+# depend on the fold either, so by default the base's outputs for a few views of every
+# image are computed once (a feature bank, view 0 the image itself) and each epoch draws
+# one view per image: an approximation (a few distinct views instead of a new one every
+# epoch) whose cost on real patients is measured in `benchmarks/`. This run: the
 # classifiers train on {glue:text}`training_path`.
 #
 # Every model of this book, the U-Net of chapter 7 included, follows one protocol, run by
@@ -72,9 +79,11 @@ P, manifest, DATASET = bl.notebook.open_run(globals())
 
 # %% tags=["nbval-ignore-output"]
 config = bl.study.classifier_config(P)
-bl.notebook.glue_value("training_path", "base features computed once (frozen base, no "
-                       "augmentation)" if config.uses_feature_cache else
-                       "images through the base every epoch (end to end)")
+bl.notebook.glue_value("training_path", {
+    "feature_cache": "base features computed once (frozen base, no augmentation)",
+    "feature_bank": f"base features of {config.bank_views} views per image computed once "
+                    "(frozen base, augmentation: one view per image per epoch)",
+    "end_to_end": "images through the base every epoch (end to end)"}[config.path])
 print(config)
 start = time.perf_counter()
 predictions = bl.study.run_models(P)

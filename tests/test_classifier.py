@@ -76,14 +76,71 @@ def test_fine_tuning_trains_the_top_block_only():
     assert not any("_bn" in name for name in changed)  # BatchNorm: inference mode, unchanged
 
 
-def test_augmented_training_takes_the_end_to_end_path(tmp_path):
+def test_augmented_training_without_a_bank_takes_the_end_to_end_path(tmp_path):
     images, labels = synthetic_images(8, seed=5)
-    config = classifier.TrainConfig(image_size=SIZE, epochs=1, batch_size=4, augment=True)
+    config = classifier.TrainConfig(image_size=SIZE, epochs=1, batch_size=4, augment=True,
+                                    bank_views=0)
     trained = classifier.train_classifier("vgg16", images, labels, config)
     assert trained.path == "end_to_end" and len(trained.history) == 1
     fresh = classifier.build_frozen_base("vgg16", config).get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(fresh, trained.base.get_weights()))
     assert trained.save_checkpoint(tmp_path).name == "head.weights.h5"
+
+
+def test_a_feature_bank_holds_the_image_and_seeded_augmented_views():
+    images, _ = synthetic_images(10, seed=7)
+    config = classifier.TrainConfig(image_size=SIZE, augment=True, bank_views=3, seed=2)
+    base = classifier.build_frozen_base("resnet50", config)
+    bank = classifier.extract_feature_bank(base, images, 3, seed=2, progress=False)
+    assert bank.shape == (10, 3, 2, 2, 2048) and bank.dtype == np.float16
+    plain = classifier.extract_features(base, images, progress=False)
+    np.testing.assert_allclose(bank[:, 0], plain, rtol=2e-3, atol=1e-3)  # float16 storage
+    assert not np.allclose(bank[:, 1], bank[:, 0], atol=1e-2)  # augmented views differ
+    assert not np.allclose(bank[:, 1], bank[:, 2], atol=1e-2)
+    again = classifier.extract_feature_bank(base, images, 3, seed=2, progress=False)
+    np.testing.assert_array_equal(bank, again)
+
+
+def test_a_one_view_bank_trains_the_feature_cache_model():
+    """K = 1 holds only the images themselves: the bank path then is the cache path, same
+    batch order and dropout masks (exactly, before the bank's float16 storage)."""
+    images, labels = synthetic_images(16, seed=1)
+    cache = classifier.TrainConfig(image_size=SIZE, epochs=3, batch_size=6, seed=4)
+    assert (cache.path, cache.replace(augment=True, bank_views=1).path) == \
+        ("feature_cache", "feature_bank")
+    base = classifier.build_frozen_base("vgg16", cache)
+    features = classifier.extract_features(base, images, progress=False)
+    from_cache = classifier.train_head_on_features(base, features, labels, cache)
+    from_bank = classifier.train_head_on_features(base, features[:, None], labels, cache)
+    assert (from_cache.path, from_bank.path) == ("feature_cache", "feature_bank")
+    np.testing.assert_array_equal(from_bank.predict_p_tumor_from_features(features),
+                                  from_cache.predict_p_tumor_from_features(features))
+
+
+def test_bank_training_is_reproducible_and_draws_views():
+    images, labels = synthetic_images(12, seed=3)
+    config = classifier.TrainConfig(image_size=SIZE, epochs=2, batch_size=4, seed=5, augment=True,
+                                    bank_views=4)
+    first, second = (classifier.train_classifier("resnet50", images, labels, config).predict_p_tumor(images)
+                     for _ in range(2))
+    np.testing.assert_array_equal(first, second)
+    one_view = classifier.train_classifier("resnet50", images, labels, config.replace(bank_views=1))
+    assert not np.allclose(first, one_view.predict_p_tumor(images), atol=1e-4)
+
+
+def test_a_bfloat16_base_keeps_the_weights_and_nearly_the_features():
+    images, _ = synthetic_images(6, seed=8)
+    config = classifier.TrainConfig(image_size=SIZE, seed=1)
+    full = classifier.build_frozen_base("vgg16", config)
+    half = classifier.build_frozen_base("vgg16", config.replace(base_precision="bfloat16"))
+    assert all(np.array_equal(a, b) for a, b in zip(full.get_weights(), half.get_weights()))
+    assert half.dtype_policy.compute_dtype == "bfloat16"
+    exact = classifier.extract_features(full, images, progress=False)
+    rounded = classifier.extract_features(half, images, progress=False)
+    assert rounded.dtype == np.float32
+    assert np.abs(rounded - exact).max() <= 0.05 * np.abs(exact).max()
+    assert classifier.resolve_precision("float32") == "float32"
+    assert classifier.resolve_precision("auto") in ("float32", "bfloat16")
 
 
 def test_same_seed_gives_identical_predictions():

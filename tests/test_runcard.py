@@ -259,3 +259,12 @@ def test_the_books_run_page_says_what_the_run_is(tmp_path, dataset):
     assert ("REAL LGG MRI slices" in text) == (dataset == "real")
     assert "randomly initialised bases" in text and "repeats the paper's setting (" not in text
     assert "3 patients" in text or "| 3 |" in text
+
+
+def test_the_card_says_when_augmentation_comes_from_a_feature_bank():
+    banked = run_card(resolve("full"), full_lgg()).markdown()
+    assert f"yes, from a bank of {schema.SCHEMA['bank_views'].default} views per image" in banked
+    on_the_fly = run_card(resolve("full", bank_views=0), full_lgg()).markdown()
+    assert "yes, from a bank" not in on_the_fly
+    assert "from a bank" not in run_card(resolve("default"), full_lgg("phantom")).markdown()
+    assert "bfloat16 where the hardware has it" in banked  # the full profile's base_precision

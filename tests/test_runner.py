@@ -181,3 +181,21 @@ def test_manifest_without_split_columns_is_refused(tmp_path):
     with pytest.raises(ValueError, match="fold_patient"):
         runner.run_units(manifest.drop(columns="fold_patient"), tmp_path, families(images),
                          progress=False)
+
+
+def test_augmented_units_share_one_feature_bank(tmp_path):
+    """With augmentation and a frozen base every unit trains on one bank of K views per
+    image, computed once into the run folder's features/, read back by the next run."""
+    manifest, images = synthetic_manifest()
+    config = CONFIG.replace(augment=True, bank_views=2, epochs=1)
+    table = runner.run_units(manifest, tmp_path, families(images, config), schemes=("patient",),
+                             seed=1, validation_fraction=0.25, progress=False)
+    banks = list((tmp_path / "features").glob("*-bank2.npy"))
+    assert len(banks) == 1 and np.load(banks[0]).shape[:2] == (len(manifest), 2)
+    assert len(table) == len(manifest) and table["p_tumor"].between(0, 1).all()
+    history = pd.read_csv(next(tmp_path.rglob("patient-none-fold0/history.csv")))
+    assert set(history["path"]) == {"feature_bank"}
+    family = families(None, config)[0]
+    family.images = images
+    family.prepare(manifest, tmp_path, False)  # read back: same bank
+    np.testing.assert_array_equal(family.bank, np.load(banks[0]))
