@@ -168,7 +168,7 @@ def test_force_retrains_and_settings_or_code_change_the_cache_key(finished_run, 
 
 def test_end_to_end_unit_in_a_run(tmp_path):
     manifest, images = synthetic_manifest()
-    config = CONFIG.replace(epochs=1, augment=True)
+    config = CONFIG.replace(epochs=1, augment=True, bank_views=0)  # the lineage's path
     table = runner.run_units(manifest, tmp_path, families(images, config), folds=[1],
                              **{**RUN, "schemes": ("patient",), "controls": ("none",)})
     assert len(table) == (manifest["fold_patient"] == 1).sum()
