@@ -166,23 +166,11 @@ def batches(images, targets, order, batch_size: int, prepare, augmentation=None,
     """
     import tensorflow as tf
 
-    # Rows are gathered batch by batch from the arrays as they are: no epoch-sized copy
-    # (`images[order]`) and no array turned into a tensor, which cost more than the
-    # batches themselves for a full-size dataset.
-    images, targets = np.asarray(images), np.asarray(targets)
-    dtypes = (tf.as_dtype(images.dtype), tf.as_dtype(targets.dtype))
-
-    def gather(rows):
-        return images[rows], targets[rows]
-
-    dataset = tf.data.Dataset.from_tensor_slices(np.asarray(order, dtype=np.int64))
+    dataset = tf.data.Dataset.from_tensor_slices((images[order], targets[order]))
     dataset = dataset.batch(batch_size).enumerate()
 
-    def map_batch(batch_number, rows):
-        batch_images, batch_targets = tf.numpy_function(gather, [rows], dtypes, stateful=False)
-        batch_images = tf.ensure_shape(batch_images, (None, *images.shape[1:]))
-        batch_targets = tf.ensure_shape(batch_targets, (None, *targets.shape[1:]))
-        batch_images = tf.cast(batch_images, tf.float32)
+    def map_batch(batch_number, pair):
+        batch_images, batch_targets = tf.cast(pair[0], tf.float32), pair[1]
         if masks_as_targets:
             batch_targets = tf.cast(tf.cast(batch_targets, tf.float32)[..., None] > 0, tf.float32)
         if augmentation is not None and seed is not None:
