@@ -330,25 +330,26 @@ def _largest_tumor_row(manifest: pd.DataFrame, saved_rows, patient: str) -> int:
     return int(own["tumor_pixels"].idxmax()) if len(own) else -1
 
 
-def uncertainty_overlay_figure(unet_folder, manifest: pd.DataFrame, patients, size: int, title: str):
+def uncertainty_overlay_figure(params, manifest: pd.DataFrame, patients, title: str):
     """Per patient, at its slice with the largest tumor: the slice with the true (red) and
     predicted (blue) masks, and the U-Net's pixel entropy over its views (black 0, yellow ln 2)."""
-    from . import eda, masks, pipeline, uncertainty
+    from . import eda, masks, pipeline, uncertainty, unit_models
 
     manifest = manifest.reset_index(drop=True)
+    units = unit_models.main_units(params, "unet", manifest)
     tiles, names = [], []
     for patient in patients:
-        for path in sorted(Path(unet_folder).glob("patient-none-fold*/uncertainty_maps.npz")):
-            maps = uncertainty.read_unit_maps(path.parent)
+        for unit in units:
+            maps = uncertainty.read_unit_maps(unit.folder)
             position = _largest_tumor_row(manifest, maps["row"], patient)
             if position < 0:
                 continue
             index = int(np.flatnonzero(maps["row"] == position)[0])
-            saved = masks.read_unit_masks(path.parent / "masks.npz")
+            saved = masks.read_unit_masks(unit.folder / "masks.npz")
             predicted = saved["logits"][int(np.flatnonzero(saved["row"] == position)[0])] > 0
             row = manifest.loc[[position]]
-            image = pipeline.load_images(row, size)[0]
-            true = pipeline.load_masks(row, size)[0] > 0
+            image = pipeline.load_images(row, params.unet_image_size)[0]
+            true = pipeline.load_masks(row, params.unet_image_size)[0] > 0
             tile = eda.overlay(eda.overlay(image, true, color=(255, 40, 40)), predicted,
                                color=(40, 90, 255))
             entropy = maps["entropy"][index].astype(np.float32) / np.log(2)

@@ -171,8 +171,8 @@ unet_folder = bl.study.model_dir(P, "unet")
 unet_eval = bl.masks.evaluate_run(unet_folder, manifest)
 ranked = unet_eval.patients[unet_eval.patients["n_tumor_slices"] > 0].sort_values("dice")
 bl.trust_report.uncertainty_overlay_figure(
-    unet_folder, manifest, [ranked["patient_id"].iloc[-1], ranked["patient_id"].iloc[0]],
-    P.unet_image_size, f"U-Net: slice, masks and pixel entropy; best and worst patient ({DATASET})"
+    P, manifest, [ranked["patient_id"].iloc[-1], ranked["patient_id"].iloc[0]],
+    f"U-Net: slice, masks and pixel entropy; best and worst patient ({DATASET})"
 ).show()
 
 # %% [markdown]
