@@ -12,7 +12,14 @@ one-time decode is printed too. Each loader runs in its own process so peak memo
 (max RSS) is its own. A third process measures building the cache of a full-size dataset
 alone (goal: under 2 GB peak).
 
-    python benchmarks/bench_pipeline.py [--patients 110] [--epochs 3] [--data PATH]
+`--profile` shows instead where an epoch's time goes: each loader is built up one stage at
+a time, each cumulative stage timed over a whole epoch after a warm-up epoch. Ours, from
+the decoded cache: reordering, tf.data batching, `pipeline.batches`' numbered batches and
+float32 cast, the model's preprocessing, the paper's augmentation. The baseline: decoding
+each TIFF, its random transform, the preprocessing. Beside them, the cost of merely
+writing an epoch of float32 batches.
+
+    python benchmarks/bench_pipeline.py [--patients 110] [--epochs 3] [--data PATH] [--profile]
 """
 from __future__ import annotations
 
@@ -79,6 +86,91 @@ def worker(kind: str, folder: str, epochs: int, batch_size: int, size: int,
     return {"seconds": times, "images": count}
 
 
+def _epoch_seconds(make_epoch, repeats: int = 2) -> float:
+    """Seconds of the last of `repeats` epochs (the first traces tf.functions)."""
+    seconds = 0.0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        make_epoch()
+        seconds = time.perf_counter() - started
+    return seconds
+
+
+def profile(folder: str, batch_size: int, size: int) -> dict:
+    """Cumulative stage timings of one epoch of each loader (see the module docstring)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from brainlib import pipeline
+    from brainlib.data import scan_dataset
+    from brainlib.transform import PAPER_AUGMENTATION
+
+    manifest = scan_dataset(folder).manifest
+    images = pipeline.load_images(manifest, size)  # builds the decode cache, untimed
+    targets = np.eye(2, dtype=np.float32)[manifest["label"].to_numpy().astype(int)]
+    order = np.random.default_rng(0).permutation(len(manifest))
+
+    def drain(dataset):
+        return sum(int(x.shape[0]) for x, _ in dataset)
+
+    def ours(stages: int, augment: bool = False):
+        def epoch():
+            if stages == 1:
+                return images[order]
+            if stages == 2:
+                dataset = tf.data.Dataset.from_tensor_slices((images[order], targets[order]))
+                return drain(pipeline.prefetch_without_autotune(dataset.batch(batch_size)))
+            # pipeline.batches itself: its map casts to float32, then `prepare`.
+            prepare = ((lambda x, y: (pipeline.preprocess_input("resnet50", x), y))
+                       if stages >= 4 else (lambda x, y: (x, y)))
+            return drain(pipeline.batches(images, targets, order, batch_size, prepare,
+                                          PAPER_AUGMENTATION if augment else None, 0))
+        return epoch
+
+    from keras.applications.resnet50 import preprocess_input
+    from keras.utils import img_to_array, load_img
+
+    generator = tf.keras.preprocessing.image.ImageDataGenerator(rotation_range=36, zoom_range=0.1)
+    paths = manifest["image_path"].tolist()
+
+    def baseline(stages: int):
+        def epoch():
+            for path in paths:
+                array = img_to_array(load_img(path, target_size=(size, size)))
+                if stages >= 2:
+                    array = generator.random_transform(array)
+                if stages >= 3:
+                    preprocess_input(array[None])
+        return epoch
+
+    rows = {
+        "ours: reorder the decoded uint8 cache (NumPy)": _epoch_seconds(ours(1)),
+        "ours: + tf.data slices and batches": _epoch_seconds(ours(2)),
+        "ours: + numbered batches, map casting to float32": _epoch_seconds(ours(3)),
+        "ours: + preprocessing = plain batches": _epoch_seconds(ours(4)),
+        "ours: + paper augmentation = augmented batches": _epoch_seconds(ours(4, augment=True)),
+        "floor: write an epoch of float32 batches (NumPy)": _epoch_seconds(
+            lambda: images[order].astype(np.float32)),
+        "baseline: decode every TIFF (PIL)": _epoch_seconds(baseline(1)),
+        "baseline: + random transform (SciPy)": _epoch_seconds(baseline(2)),
+        "baseline: + preprocessing": _epoch_seconds(baseline(3)),
+    }
+    return {"images": len(manifest), "rows": rows}
+
+
+def print_profile(result: dict, batch_size: int, size: int) -> None:
+    n = result["images"]
+    print(f"\nwhere an epoch goes: {n} slices, {size}x{size}, batch {batch_size}; each row "
+          f"adds one stage to the row above it (cumulative), one epoch after a warm-up")
+    print(f"{'stage':<52}{'s/epoch':>9}{'img/s':>9}{'stage s':>9}")
+    previous = {}
+    for name, seconds in result["rows"].items():
+        loader = name.split(":")[0]
+        step = seconds - previous.get(loader, 0.0) if loader != "floor" else seconds
+        previous[loader] = seconds
+        print(f"{name:<52}{seconds:>9.2f}{n / seconds:>9.0f}{step:>9.2f}")
+
+
 def run_worker(kind: str, folder: Path, args, cache: str, augment: bool = False
                ) -> tuple[dict, float]:
     """Run a worker in a child process; return its result and its peak RSS in GB."""
@@ -103,10 +195,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--profile", action="store_true",
+                        help="show where each loader's epoch goes instead of the comparison")
     parser.add_argument("--augment", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--worker")
     parser.add_argument("--folder")
     args = parser.parse_args()
+    if args.worker == "profile":
+        print(json.dumps(profile(args.folder, args.batch_size, args.size)))
+        return
     if args.worker:
         print(json.dumps(worker(args.worker, args.folder, args.epochs, args.batch_size,
                                 args.size, args.augment)))
@@ -124,6 +221,11 @@ def main() -> None:
     # Read every file once so neither loader pays for a cold disk (the OS page cache).
     for path in sorted(Path(folder).rglob("*.tif")):
         path.read_bytes()
+    if args.profile:
+        with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
+            result, peak = run_worker("profile", folder, args, cache)
+        print_profile(result, args.batch_size, args.size)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
         cache_only, cache_peak = run_worker("cache_only", folder, args, cache + "/a")
         results = {}
