@@ -185,7 +185,8 @@ def main(argv: list[str]) -> int:
             for pixels in ("float32", "uint8"):
                 model, base = feature_model(model_name, args.image_size, precision, pixels,
                                             float32_base)
-                float32_base = float32_base or base
+                if float32_base is None:
+                    float32_base = base
                 for batch in batches:
                     rate, compiled, features = images_per_second(
                         model, images if pixels == "uint8" else images.astype("float32"), batch)
