@@ -293,8 +293,8 @@ def _fit(model, inputs, labels, config, seed, validation, keep_best, prepare, au
                       progress=progress, description=description)
 
 
-def _unchanged(x, y):
-    return x, y
+def _as_float32(x, y):
+    return tf.cast(x, tf.float32), y
 
 
 def train_head_on_features(base: keras.Model, train_features: np.ndarray, train_labels,
@@ -320,9 +320,9 @@ def train_head_on_features(base: keras.Model, train_features: np.ndarray, train_
             models.set_feature_statistics(head, *feature_statistics(
                 train_features[:, 0] if bank else train_features))
         _compile(head, config, len(train_labels))
-    validation = _validation_batches(validation_features, validation_labels, config, _unchanged)
+    validation = _validation_batches(validation_features, validation_labels, config, _as_float32)
     history, best_epoch = _fit(head, train_features, train_labels, config, head_seed, validation,
-                               keep_best, _unchanged, False, progress, f"{base.name} head", bank)
+                               keep_best, _as_float32, False, progress, f"{base.name} head", bank)
     return TrainedClassifier(base.name, "feature_bank" if bank else "feature_cache", base, head,
                              history, best_epoch, time.perf_counter() - started)
 

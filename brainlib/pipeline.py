@@ -9,6 +9,7 @@ images and, where there are any, their masks; `make_dataset` is `batches` over a
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -137,9 +138,10 @@ def preprocess_input(model_name: str, images) -> "np.ndarray":
 
     Do not divide by 255 first: both ResNet50 and VGG16 expect the 0-255 range. Both
     routes give keras' `preprocess_input` numbers exactly (tested): numpy input in one numpy
-    pass; tensors by one channel reversal and one subtraction, which in a tf.data map runs
-    about 4x faster than keras' own stack of three channel slices (that stack was most of a
-    plain epoch: `benchmarks/bench_pipeline.py --profile`).
+    pass; tensors (uint8 or float32) in one XLA-fused pass. Unfused, TensorFlow's reversal
+    and its subtraction broadcast over 3 channels each made a pass of their own, and keras'
+    stack of three channel slices more: together most of a plain epoch's time
+    (`benchmarks/bench_pipeline.py --profile`).
     """
     if model_name not in MODEL_NAMES:
         raise ValueError(f"model_name must be one of {MODEL_NAMES}, got {model_name!r}")
@@ -149,15 +151,28 @@ def preprocess_input(model_name: str, images) -> "np.ndarray":
             np.subtract(images[..., 2 - channel], IMAGENET_BGR_MEAN[channel],
                         out=out[..., channel], dtype=np.float32)
         return out
+    return _fused_caffe_preprocessing()(images)
+
+
+@functools.cache
+def _fused_caffe_preprocessing():
+    """RGB -> BGR, float32, means removed, compiled by XLA into one pass over the batch
+    (the arithmetic is the same single float32 subtraction as keras', so bit for bit)."""
     import tensorflow as tf
 
-    return tf.reverse(tf.cast(images, tf.float32), axis=[-1]) - tf.constant(IMAGENET_BGR_MEAN)
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def caffe(images):
+        bgr = tf.cast(tf.reverse(images, axis=[-1]), tf.float32)
+        return bgr - tf.constant(IMAGENET_BGR_MEAN)
+    return caffe
 
 
 def batches(images, targets, order, batch_size: int, prepare, augmentation=None,
             seed: int | None = None, masks_as_targets: bool = False):
     """The one tf.data builder: batches of `prepare(images, targets)` in `order` (NumPy
     arrays, so every model family sees its rows in a seeded order it controls).
+    `prepare` gets the images in their stored dtype (uint8 slices), or as float32 after an
+    augmentation, and casts them itself: one pass fewer over a plain batch.
 
     With an `augmentation` (a `transform.Augmentation`) and a `seed`, each batch gets its
     own stateless random transforms, seeded by (seed, batch number), applied to the masks
@@ -170,10 +185,11 @@ def batches(images, targets, order, batch_size: int, prepare, augmentation=None,
     dataset = dataset.batch(batch_size).enumerate()
 
     def map_batch(batch_number, pair):
-        batch_images, batch_targets = tf.cast(pair[0], tf.float32), pair[1]
+        batch_images, batch_targets = pair
         if masks_as_targets:
             batch_targets = tf.cast(tf.cast(batch_targets, tf.float32)[..., None] > 0, tf.float32)
         if augmentation is not None and seed is not None:
+            batch_images = tf.cast(batch_images, tf.float32)
             batch_seed = tf.stack([tf.constant(seed, tf.int64), batch_number])
             batch_images, moved = augmentation(batch_images, batch_targets if masks_as_targets
                                                else None, batch_seed)

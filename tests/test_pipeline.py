@@ -69,6 +69,11 @@ def test_fast_preprocessing_equals_keras_own():
         for given in (images, images.astype(np.float32)):
             ours = np.asarray(pipeline.preprocess_input(model_name, tf_constant(given)))
             assert ours.dtype == np.float32 and np.array_equal(ours, keras_tensor)
+        # And inside a tf.data map, where `batches` hands `prepare` the uint8 slices.
+        served = pipeline.batches(images, np.zeros(3), np.arange(3), 2,
+                                  lambda x, y: (pipeline.preprocess_input(model_name, x), y))
+        batched = np.concatenate([np.asarray(x) for x, _ in served])
+        assert batched.dtype == np.float32 and np.array_equal(batched, keras_tensor)
 
 
 def tf_constant(array):
