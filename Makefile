@@ -6,14 +6,15 @@ PROFILE ?= default
 # Extra parameters for the study, e.g. make study ARGS="-p epochs=2"
 ARGS ?=
 
-.PHONY: help install study test test-fast notebooks bench lab book book-check clean
+.PHONY: help install study test test-other-cpu test-fast notebooks bench lab book book-check clean
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make study       run the study (profile: $(PROFILE)) into runs/$(PROFILE), build its book; ARGS=\"-p key=value\""
 	@echo "make test        the test suite (unit tests + notebook regression tests)"
+	@echo "make test-other-cpu  the regression tests under another CPU's arithmetic (ONEDNN_MAX_CPU_ISA=$(OTHER_ISA))"
 	@echo "make test-fast   the unit tests without the slow ones"
-	@echo "make notebooks   re-execute the reference notebooks after editing a notebook"
+	@echo "make notebooks   re-execute the reference notebooks and re-record their units (notebooks/recorded)"
 	@echo "make bench       run every benchmark in benchmarks/"
 	@echo "make lab         JupyterLab on the notebooks (jupytext pairing on); LAB_ARGS=\"--port 8899\""
 	@echo "make book        build the Jupyter Book from the latest study run"
@@ -38,7 +39,17 @@ study: install
 test: install
 	$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-# Re-execute the reference notebooks (notebooks/*.ipynb) after changing a notebook source.
+# The regression tests again, with oneDNN capped one instruction set below this CPU's own
+# (AVX2 on an AVX-512 machine, else AVX): another CPU's arithmetic on this one. The
+# notebooks replay the recorded units and must match exactly; retraining must stay within
+# the measured spread (brainlib/training_spread.toml).
+OTHER_ISA ?= $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo AVX2 || echo AVX)
+REGRESSION_TESTS := tests/test_recording.py tests/test_training_travels.py notebooks
+test-other-cpu: install
+	ONEDNN_MAX_CPU_ISA=$(OTHER_ISA) $(PY) -m pytest $(REGRESSION_TESTS) --nbval-lax --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+# Re-execute the reference notebooks (notebooks/*.ipynb) after changing a notebook or the
+# training code; the units they ran on become the recording nbval replays (notebooks/recorded).
 notebooks: install
 	$(PY) -c "import brainlib.notebook as n; n.execute_reference_notebooks()"
 

@@ -140,5 +140,53 @@ def write_run_page(run_dir, target) -> Path:
     card = run_card(schema.resolve(profile, saved), read_manifest(run_dir))
     Path(target).write_text("# This run\n\nThe chapters that follow are the executed notebooks "
                             "of one study run. What it is, and what it can and cannot test:\n\n"
-                            f"{card.intro_claim()}\n\n{card.markdown()}\n")
+                            f"{card.intro_claim()}\n\n{card.markdown()}\n\n"
+                            f"{reproduction_markdown(run_dir, profile)}\n")
     return Path(target)
+
+
+def reproduction_markdown(run_dir, profile: str) -> str:
+    """The run page's "Where these numbers reproduce": the machines that trained the run's
+    units (their `machine.json`), what reproduces bit for bit, and the spread across
+    machines measured for the default profile (`machine.measured_spread`)."""
+    import json
+    from collections import Counter
+
+    from . import machine
+
+    records = [json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("units/*/*/machine.json"))]
+    trained_on = Counter(machine.in_words(r) for r in records)
+    spread = machine.measured_spread()
+    lines = ["## Where these numbers reproduce", ""]
+    if trained_on:
+        lines += ["The trained units of this run came from:", ""]
+        lines += [f"- {words} ({n} units)" for words, n in trained_on.most_common()]
+    else:
+        lines += ["No unit of this run records the machine that trained it (units trained "
+                  "before brainlib recorded machines)."]
+    lines += [
+        "", "- **Everything after training** (every statistic, table, figure and the audit) is "
+        "a pure function of the units' predictions and the data: the same predictions give "
+        "the same numbers on any machine. The notebooks' regression tests check this exactly, "
+        "on recorded predictions (`notebooks/recorded`).",
+        "- **Training, on the same machine and software** (CPU, oneDNN instruction set, "
+        "threads, TensorFlow, Keras and NumPy versions, as listed above): the same seed trains "
+        "the same models, bit for bit (`tests/test_training_travels.py` checks it where the "
+        "machine matches the recording's).",
+        "- **Training, on another CPU**: oneDNN and Eigen choose kernels by instruction set and "
+        "cache size, so the same seed trains slightly different models and every number that "
+        "depends on them moves. How far, measured on the `default` profile "
+        f"({spread['measurement']['what']}):", "",
+        "| model | metric | SD over seeds | largest move across instruction sets and machines "
+        "| tolerance of the cross-machine test |", "|---|---|---|---|---|"]
+    for model, by_metric in spread["measured"].items():
+        for metric, values in by_metric.items():
+            lines.append(f"| {model} | {metric} | {values['seed_sd']:.3f} | "
+                         f"{values['largest_machine_move']:.3f} | "
+                         f"±{spread['tolerance'][model][metric]:.3f} |")
+    lines += ["", spread["measurement"]["machines"]]
+    if profile != "default":
+        lines += ["", f"This run's profile is `{profile}`, whose spread was not measured: on "
+                  "another machine expect its trained models' numbers to move as a reseed moves "
+                  "them (chapter 6 shows seed repeats where the run has them)."]
+    return "\n".join(lines)

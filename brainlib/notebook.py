@@ -2,8 +2,10 @@
 settings, values pasted into the prose, and the reference executions nbval checks."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -44,9 +46,10 @@ def show_run_card(params: schema.Params, manifest: pd.DataFrame) -> None:
     """Display the run card (`runcard.run_card`): what this run is and what it can test."""
     from IPython.display import Markdown, display
 
+    from .machine import machine_record
     from .runcard import run_card
 
-    display(Markdown(run_card(params, manifest).markdown()))
+    display(Markdown(run_card(params, manifest, machine_record()).markdown()))
 
 
 def notebook_setup() -> None:
@@ -81,12 +84,60 @@ def glue_value(name: str, value) -> None:
 
 
 def execute_reference_notebooks(only: list[str] | None = None, timeout: int = 1800) -> None:
-    """Execute each notebook in place with its own default parameters (the fast ones) and
-    save the outputs into its paired `.ipynb`: the reference that nbval checks."""
+    """Execute each notebook with its own default parameters (the fast ones) and save the
+    outputs into its paired `.ipynb`: the reference that nbval checks.
+
+    First the notebooks run in a fresh run folder that replays the recording
+    (`recorded.RECORDING`) where it still matches the settings and code and trains the rest
+    here; that folder's units become the recording. If anything was trained, the notebooks
+    run again, on a strict replay of the new recording: exactly what nbval will do, so the
+    references hold no output of training itself (such as TensorFlow's compile notices)."""
+    import jupytext
+
+    from . import recorded
+
+    with _reference_run_root(strict=False) as run_root:
+        executed = _execute_notebooks(only, timeout)
+        trained = list((run_root / "default").glob("units/*/*/*.weights.h5"))
+        recorded.record_run(run_root / "default", keep_others=bool(only))
+        print(f"  recording written: {recorded.RECORDING} "
+              f"({len({p.parent for p in trained})} units trained here)", flush=True)
+    if trained:
+        with _reference_run_root(strict=True):
+            print("  executing again on the recording", flush=True)
+            executed = _execute_notebooks(only, timeout)
+    for source, notebook in executed:
+        target = source.with_suffix(".ipynb")
+        tmp = target.with_name(f".{target.stem}.tmp.ipynb")
+        jupytext.write(notebook, tmp, fmt="ipynb")
+        os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def _reference_run_root(strict: bool):
+    """A fresh run root whose default run folder replays the recording (kernels inherit it)."""
+    import shutil
+    import tempfile
+
+    from . import recorded
+
+    run_root = Path(tempfile.mkdtemp(prefix="brainlib-reference-run-"))
+    recorded.replay_into(run_root / "default", strict=strict)
+    os.environ[schema.RUN_ROOT_ENV_VAR] = str(run_root)
+    try:
+        yield run_root
+    finally:
+        del os.environ[schema.RUN_ROOT_ENV_VAR]
+        shutil.rmtree(run_root, ignore_errors=True)
+
+
+def _execute_notebooks(only: list[str] | None, timeout: int) -> list:
+    """(source, executed notebook) for each chosen notebook."""
     import jupytext
     import nbclient
 
     os.environ[PLOTLY_RENDERER_ENV_VAR] = REFERENCE_RENDERER  # inherited by the kernels
+    executed = []
     for source in notebook_sources():
         if only and not any(name in source.stem for name in only):
             continue
@@ -95,7 +146,5 @@ def execute_reference_notebooks(only: list[str] | None = None, timeout: int = 18
         nbclient.NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                                 record_timing=False,
                                 resources={"metadata": {"path": str(source.parent)}}).execute()
-        target = source.with_suffix(".ipynb")
-        tmp = target.with_name(f".{target.stem}.tmp.ipynb")
-        jupytext.write(notebook, tmp, fmt="ipynb")
-        os.replace(tmp, target)
+        executed.append((source, notebook))
+    return executed

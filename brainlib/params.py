@@ -21,6 +21,7 @@ from pathlib import Path
 PROFILES = Path(__file__).with_name("profiles.toml")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_ENV_VAR = "BRAINLIB_DATA"
+RUN_ROOT_ENV_VAR = "BRAINLIB_RUN_ROOT"
 MODEL_CHOICES = ("resnet50", "vgg16", "unet")
 CLASSIFIERS = ("resnet50", "vgg16")
 PROTOCOLS = ("validated", "paper")
@@ -328,7 +329,10 @@ def relative_to_repo(path) -> str:
 
 
 def default_run_root() -> Path:
-    """`runs/` in the checkout when brainlib runs from one, else in the working folder."""
+    """`$BRAINLIB_RUN_ROOT` when set (the regression tests' own runs), else `runs/` in the
+    checkout when brainlib runs from one, else in the working folder."""
+    if os.environ.get(RUN_ROOT_ENV_VAR):
+        return Path(os.environ[RUN_ROOT_ENV_VAR]).resolve()
     if (REPO_ROOT / "notebooks").is_dir() and (REPO_ROOT / "brainlib").is_dir():
         return REPO_ROOT / "runs"
     return Path("runs").resolve()

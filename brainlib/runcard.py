@@ -101,6 +101,7 @@ class RunCard(Result):
     bank_views: int = 0                # augmentation drawn from a bank of this many views
     base_precision: str = "float32"    # the frozen base's arithmetic for features
     institution_holdout: bool = False
+    machine: tuple[tuple[str, str], ...] = ()  # (what, value) of the machine running it
 
     # ---------------------------------------------------------------- computed
 
@@ -239,6 +240,12 @@ class RunCard(Result):
         else:
             sentences.append(f"One seed ({self.seed}) fixes the splits, initial weights and batch "
                              "order; another seed would show how much the results move with it.")
+        if self.machine:
+            sentences.append("On the same machine and software (the CPU, oneDNN instruction set, "
+                             "threads and versions above) the same seed gives the same numbers "
+                             "bit for bit; on another CPU, training rounds differently and the "
+                             "trained models' numbers move within the spread measured on the "
+                             "page This run.")
         return sentences
 
     def intro_claim(self) -> str:
@@ -299,6 +306,7 @@ class RunCard(Result):
             ("U-Net epochs", str(self.unet_epochs)),
             ("seed", str(self.seed)),
             ("repeats the paper's setting", yes(self.reproduces_paper_setting)),
+            *self.machine,
         ]
         return pd.DataFrame(rows, columns=["setting", "value"])
 
@@ -313,9 +321,24 @@ class RunCard(Result):
         return "\n".join([f"**{self.title()}**", "", *table, "", *bullets])
 
 
-def run_card(params, manifest: pd.DataFrame) -> RunCard:
+def machine_rows(record: dict) -> tuple[tuple[str, str], ...]:
+    """The run card's rows for a `machine.machine_record()`."""
+    cap = record.get("onednn_max_cpu_isa")
+    return (
+        ("CPU", f"{record['cpu_model']} ({record['cpu_cores']} cores)"),
+        ("oneDNN instruction set", record["onednn_isa"] + (f" (capped: ONEDNN_MAX_CPU_ISA={cap})"
+                                                           if cap else "")),
+        ("threads", str(record["threads"])),
+        ("GPU", ", ".join(record["gpus"]) or "none"),
+        ("TensorFlow / Keras / NumPy", f"{record['tensorflow']} / {record['keras']} / "
+                                       f"{record['numpy']}"),
+    )
+
+
+def run_card(params, manifest: pd.DataFrame, machine: dict | None = None) -> RunCard:
     """The run card of `params` (a resolved `brainlib.params.Params`) on `manifest` (one row
-    per slice: patient_id, label, institution, dataset)."""
+    per slice: patient_id, label, institution, dataset), and, given its record
+    (`machine.machine_record()`), the machine that runs it."""
     missing = [c for c in ("patient_id", "label", "institution", "dataset")
                if c not in manifest.columns]
     if missing:
@@ -373,4 +396,5 @@ def run_card(params, manifest: pd.DataFrame) -> RunCard:
         institution_holdout=bool(params.get("institution_holdout", False)),
         bank_views=int(params.get("bank_views", 0)),
         base_precision=str(params.get("base_precision", "float32")),
+        machine=machine_rows(machine) if machine else (),
     )

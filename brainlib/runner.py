@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from . import scores, splits
+from . import machine, recorded, scores, splits
 from .data import write_csv_atomic, write_text_atomic
 
 CONTROLS = ("none", "shuffled_labels")
@@ -120,12 +120,25 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
+def module_fingerprints() -> dict[str, str]:
+    """Each training module's source hash: which one changed, when a key no longer matches."""
+    folder = Path(__file__).parent
+    return {name: hashlib.sha1((folder / f"{name}.py").read_bytes()).hexdigest()[:12]
+            for name in TRAINING_MODULES}
+
+
+def unit_key(family, protocol: str, manifest: pd.DataFrame, *, seed: int,
+             validation_fraction: float) -> dict:
+    """Everything that decides one model's units under one setting (hashed into its folder)."""
+    return {"family": family.settings(), "protocol": protocol, "seed": seed,
+            "validation_fraction": validation_fraction if protocol == "validated" else None,
+            "manifest": manifest_fingerprint(manifest), "code": code_fingerprint()}
+
+
 def model_dir(run_dir, family, protocol: str, manifest: pd.DataFrame, *, seed: int,
               validation_fraction: float) -> Path:
     """The folder of one model's units under one setting: `units/<model>-<key>`."""
-    key = {"family": family.settings(), "protocol": protocol, "seed": seed,
-           "validation_fraction": validation_fraction if protocol == "validated" else None,
-           "manifest": manifest_fingerprint(manifest), "code": code_fingerprint()}
+    key = unit_key(family, protocol, manifest, seed=seed, validation_fraction=validation_fraction)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return Path(run_dir) / "units" / f"{family.name}-{digest}"
 
@@ -195,11 +208,20 @@ def run_units(manifest: pd.DataFrame, run_dir, families, *, protocol: str = "val
     folders = {name: model_dir(run_dir, family, protocol, manifest, seed=seed,
                                validation_fraction=validation_fraction)
                for name, family in families.items()}
+    for name, family in families.items():  # the key beside the units: what decided them
+        recorded.write_key(folders[name], {
+            **unit_key(family, protocol, manifest, seed=seed,
+                       validation_fraction=validation_fraction),
+            "code_modules": module_fingerprints()})
     units = list_units(manifest, list(families), schemes, controls, folds)
     if force:
         for model, scheme, control, fold in units:
             shutil.rmtree(folders[model] / f"{scheme}-{control}-fold{fold}", ignore_errors=True)
-    todo = [u for u in units if not (folders[u[0]] / unit_path(*u[1:]) / "predictions.csv").exists()]
+    finished = lambda u: (folders[u[0]] / unit_path(*u[1:]) / "predictions.csv").exists()
+    for unit in units:  # a run folder that replays a recording reads its units from there
+        if not finished(unit):
+            recorded.replay_unit(run_dir, folders[unit[0]], unit_path(*unit[1:]), manifest)
+    todo = [u for u in units if not finished(u)]
     log, bars = progress == "log", progress is True
     for index, (model, scheme, control, fold) in enumerate(tqdm(todo, desc="units", unit="unit",
                                                                 disable=not bars)):
@@ -235,6 +257,10 @@ def train_unit(manifest, family, rows: UnitRows, protocol: str, unit_dir: Path, 
     threshold = choose_unit_threshold(rows, result, family, protocol)
     unit_dir.mkdir(parents=True, exist_ok=True)
     result.save(unit_dir)
+    write_text_atomic(unit_dir / "machine.json", json.dumps(machine.machine_record(), indent=2))
+    validation = manifest.iloc[rows.validation][["patient_id", "slice_number"]].assign(
+        label=rows.validation_labels, score=np.asarray(result.validation_scores, np.float64))
+    write_csv_atomic(validation, unit_dir / "validation_scores.csv")  # what chose the threshold
     write_csv_atomic(result.history.assign(**labels), unit_dir / "history.csv")
     write_text_atomic(unit_dir / "threshold.json", json.dumps(
         {**vars(threshold), "best_epoch": int(result.best_epoch),

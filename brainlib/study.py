@@ -445,8 +445,8 @@ def declared_parameters(notebook) -> set[str]:
 def closing_summary(run_dir, seconds: float, book_index: Path | None = None) -> str:
     """What a finished study ran on and found, in a few lines: the time, the profile, the
     data (its folder, patients and slices), each model's pooled accuracy and AUC on the main
-    experiment, and where the book is."""
-    from . import metrics
+    experiment, the machines that trained the units, and where the book is."""
+    from . import machine, metrics
     from .report import main_predictions
 
     run_dir = Path(run_dir)
@@ -468,6 +468,10 @@ def closing_summary(run_dir, seconds: float, book_index: Path | None = None) -> 
             lines.append("held-out slices, pooled over folds ({}): ".format(dataset) + "; ".join(
                 f"{r.model} accuracy {r.accuracy:.3f}, AUC {r.auc:.3f}"
                 for r in table.itertuples()))
+    trained_on = sorted({machine.in_words(json.loads(path.read_text()))
+                         for path in run_dir.glob("units/*/*/machine.json")})
+    if trained_on:
+        lines.append("trained on: " + " | ".join(trained_on))
     if book_index is not None:
         lines.append(f"book: {book_index}")
     return "\n".join(lines)

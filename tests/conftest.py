@@ -1,25 +1,10 @@
-"""Shared fixtures: a private cache, small phantom datasets, and the real LGG sample."""
+"""Shared fixtures: small phantom datasets and the real LGG sample (the session's own cache
+and run folder are set up by tests/regression_setup.py, loaded for every pytest run)."""
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
-
-# Every test session caches into its own folder, never the user's ~/.cache/brainlib, and
-# removes it when the session ends (a folder the user named in $BRAINLIB_CACHE is kept).
-OWN_CACHE = None
-if "BRAINLIB_CACHE" not in os.environ:
-    OWN_CACHE = tempfile.mkdtemp(prefix="brainlib-test-cache-")
-    os.environ["BRAINLIB_CACHE"] = OWN_CACHE
-
-
-def pytest_sessionfinish(session, exitstatus):
-    if OWN_CACHE is not None:
-        shutil.rmtree(OWN_CACHE, ignore_errors=True)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# nbval re-runs the reference notebooks with the renderer they were made with.
-os.environ.setdefault("BRAINLIB_PLOTLY_RENDERER", "plotly_mimetype")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REAL_SAMPLE = Path(os.environ.get("BRAINLIB_LGG_SAMPLE",

@@ -9,9 +9,12 @@ import pytest
 from brainlib import classifier, pipeline, runner, train
 
 SIZE = 64
-# The two paths differ only in where the frozen base runs; on this CPU they agree exactly,
-# the tolerance allows for kernels that depend on the batch composition (other machines).
-PATH_TOLERANCE = 1e-5
+# The two paths differ only in where the frozen base runs, and oneDNN's kernels depend on the
+# batch composition on some CPUs. Measured (3 epochs of this test): they agree exactly on an
+# AVX-512 AMD EPYC and, on an AVX2 AMD EPYC (family 25, model 1), under ONEDNN_MAX_CPU_ISA=AVX
+# and SSE41; with that machine's own AVX2 kernels the head weights differ by up to 1.7e-5 and
+# p_tumor by 1.4e-6. The tolerance is about 6x the largest measured difference.
+PATH_TOLERANCE = 1e-4
 
 
 def synthetic_images(n_images: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,14 @@ def test_every_profile_resolves_to_typed_values_of_the_schema():
         for key, parameter in params.SCHEMA.items():
             assert isinstance(resolved[key], parameter.kind), (name, key)
     assert params.resolve("full").protocol == "paper"
-    assert params.resolve("default").run_dir.endswith("runs/default")
+    assert params.resolve("default").run_dir == str(params.default_run_root() / "default")
+
+
+def test_the_run_root_is_the_checkouts_runs_unless_the_environment_names_one(monkeypatch, tmp_path):
+    monkeypatch.delenv(params.RUN_ROOT_ENV_VAR, raising=False)
+    assert params.resolve("default").run_dir == str(params.REPO_ROOT / "runs" / "default")
+    monkeypatch.setenv(params.RUN_ROOT_ENV_VAR, str(tmp_path))
+    assert params.resolve("default").run_dir == str(tmp_path / "default")
 
 
 def test_a_cli_value_for_a_key_the_profile_does_not_set_gets_the_schemas_type():

@@ -268,3 +268,44 @@ def test_the_card_says_when_augmentation_comes_from_a_feature_bank():
     assert "yes, from a bank" not in on_the_fly
     assert "from a bank" not in run_card(resolve("default"), full_lgg("phantom")).markdown()
     assert "bfloat16 where the hardware has it" in banked  # the full profile's base_precision
+
+
+RECORD = {"cpu_model": "Example CPU (family 1, model 2)", "cpu_cores": 8, "onednn_isa": "Intel AVX2",
+          "onednn_max_cpu_isa": "AVX2", "onednn_enabled": True, "threads": 8, "python": "3.11.7",
+          "tensorflow": "2.21.0", "keras": "3.15.1", "numpy": "2.4.6", "gpus": [],
+          "platform": "Linux x86_64"}
+
+
+def test_the_card_lists_the_machine_it_ran_on():
+    card = run_card(resolve("default"), full_lgg("phantom"), RECORD)
+    rows = dict(card.to_frame().itertuples(index=False))
+    assert rows["CPU"] == "Example CPU (family 1, model 2) (8 cores)"
+    assert rows["oneDNN instruction set"] == "Intel AVX2 (capped: ONEDNN_MAX_CPU_ISA=AVX2)"
+    assert rows["threads"] == "8" and rows["GPU"] == "none"
+    assert rows["TensorFlow / Keras / NumPy"] == "2.21.0 / 3.15.1 / 2.4.6"
+    assert "bit for bit" in card.markdown()
+    assert "CPU" not in dict(run_card(resolve("default"), full_lgg("phantom"))
+                             .to_frame().itertuples(index=False))
+
+
+@pytest.mark.parametrize("profile", ["default", "sample"])
+def test_the_run_page_names_the_machines_that_trained_and_the_measured_spread(tmp_path, profile):
+    import json
+
+    from brainlib import book, machine, params
+
+    run_dir = tmp_path / "run"
+    unit = run_dir / "units" / "vgg16-0123456789" / "patient-none-fold0"
+    unit.mkdir(parents=True)
+    (unit / "machine.json").write_text(json.dumps(RECORD))
+    (run_dir / "params.json").write_text(json.dumps(params.resolve(profile, {"run_dir": str(run_dir)})))
+    full_lgg("phantom" if profile == "default" else "real").to_csv(run_dir / "manifest.csv",
+                                                                   index=False)
+    text = book.write_run_page(run_dir, tmp_path / "run.md").read_text()
+    assert "## Where these numbers reproduce" in text
+    assert f"- {machine.in_words(RECORD)} (1 units)" in text
+    spread = machine.measured_spread()
+    tolerance = spread["tolerance"]["resnet50"]["accuracy"]
+    assert f"| resnet50 | accuracy | {spread['measured']['resnet50']['accuracy']['seed_sd']:.3f} |" in text
+    assert f"±{tolerance:.3f}" in text
+    assert ("whose spread was not measured" in text) == (profile != "default")
