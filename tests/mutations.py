@@ -53,7 +53,7 @@ MUTATIONS = (
     Mutation("McNemar mid-p formula (the observed split weighted 1/4, not 1/2)",
              "brainlib/stats/mcnemar.py",
              "doubled_tail - sps.binom.pmf(k, n, 0.5)", "doubled_tail - 0.5 * sps.binom.pmf(k, n, 0.5)",
-             ("notebooks/06_statistics.ipynb",)),
+             ("tests/test_stats.py", "notebooks/06_statistics.ipynb")),
     Mutation("a column of chapter 5's Table IV", "brainlib/evaluation_report.py",
              '"paper (%)": values["paper_percent"]', '"paper": values["paper_percent"]',
              ("notebooks/05_evaluation.ipynb",)),
