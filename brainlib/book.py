@@ -179,9 +179,11 @@ def reproduction_markdown(run_dir, profile: str) -> str:
         f"({spread['measurement']['what']}):", "",
         "| model | metric | SD over seeds | largest move across instruction sets and machines "
         "| tolerance of the cross-machine test |", "|---|---|---|---|---|"]
+    names = {"resnet50": "ResNet50", "vgg16": "VGG16", "unet": "U-Net", "auc": "AUC"}
     for model, by_metric in spread["measured"].items():
         for metric, values in by_metric.items():
-            lines.append(f"| {model} | {metric} | {values['seed_sd']:.3f} | "
+            lines.append(f"| {names.get(model, model)} | {names.get(metric, metric)} | "
+                         f"{values['seed_sd']:.3f} | "
                          f"{values['largest_machine_move']:.3f} | "
                          f"±{spread['tolerance'][model][metric]:.3f} |")
     lines += ["", spread["measurement"]["machines"]]

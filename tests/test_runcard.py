@@ -306,6 +306,6 @@ def test_the_run_page_names_the_machines_that_trained_and_the_measured_spread(tm
     assert f"- {machine.in_words(RECORD)} (1 units)" in text
     spread = machine.measured_spread()
     tolerance = spread["tolerance"]["resnet50"]["accuracy"]
-    assert f"| resnet50 | accuracy | {spread['measured']['resnet50']['accuracy']['seed_sd']:.3f} |" in text
+    assert f"| ResNet50 | accuracy | {spread['measured']['resnet50']['accuracy']['seed_sd']:.3f} |" in text
     assert f"±{tolerance:.3f}" in text
     assert ("whose spread was not measured" in text) == (profile != "default")
