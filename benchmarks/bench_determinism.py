@@ -62,15 +62,17 @@ def native_isa() -> str:
     return "AVX2"
 
 
-def run_one(overrides: dict, env: dict) -> dict:
-    with tempfile.TemporaryDirectory(prefix="bench-determinism-") as folder:
+def run_one(overrides: dict, env: dict, child: str = CHILD) -> dict:
+    """Run `child` (a study script printing one RESULT json line) in a fresh process and
+    run folder with `env` added; its result."""
+    with tempfile.TemporaryDirectory(prefix="bench-run-") as folder:
         overrides = {**overrides, "run_dir": folder}
         child_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
-        done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(overrides)], env=child_env,
+        done = subprocess.run([sys.executable, "-c", child, json.dumps(overrides)], env=child_env,
                               capture_output=True, text=True, cwd=ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
-        raise SystemExit(f"configuration {env} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"configuration {overrides} {env} failed:\n{done.stderr[-3000:]}")
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 

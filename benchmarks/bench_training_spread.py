@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_determinism import native_isa  # noqa: E402
+from bench_determinism import native_isa, run_one  # noqa: E402
 
 from brainlib import machine  # noqa: E402
 
@@ -99,16 +96,8 @@ def write_toml(results: list[dict], native: str, path: Path) -> None:
 
 
 def train(seed: int, env: dict) -> dict:
-    with tempfile.TemporaryDirectory(prefix="bench-spread-") as folder:
-        overrides = {"seed": seed, "leakage_experiment": False, "institution_holdout": False,
-                     "run_dir": folder}
-        done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(overrides)],
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
-                              capture_output=True, text=True, cwd=ROOT)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode or not lines:
-        raise SystemExit(f"seed {seed} {env} failed:\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1].removeprefix("RESULT "))
+    return run_one({"seed": seed, "leakage_experiment": False, "institution_holdout": False},
+                   env, CHILD)
 
 
 def main(argv: list[str]) -> int:
