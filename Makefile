@@ -18,7 +18,7 @@ help:
 	@echo "make bench       run every benchmark in benchmarks/"
 	@echo "make lab         JupyterLab on the notebooks (jupytext pairing on); LAB_ARGS=\"--port 8899\""
 	@echo "make book        build the Jupyter Book from the latest study run"
-	@echo "make book-check  open the built book in headless Chromium and check what it shows"
+	@echo "make book-check  the reader's check: every page of the built book in headless Chromium"
 	@echo "make install     create .venv and install the project with every extra"
 	@echo "make clean       remove the built book, test leftovers and scratch folders (runs/ stays)"
 	@echo "make help        this list"
@@ -68,8 +68,9 @@ lab: install
 book: install
 	$(PY) -c "import brainlib.book as b; print('book:', b.build_book('runs/$(PROFILE)'))"
 
-# Open a chapter of the built book in headless Chromium: plotly drawn offline, Colab link
-# right, screenshot in _build/screenshots/ (needs Debian's chromium package).
+# The reader's check of the built book: every page in headless Chromium, network refused
+# (tables, cells, code widths, figures, equations, Colab links); chapter screenshots in
+# _build/screenshots/ (needs Debian's chromium package).
 book-check: install
 	$(PY) -m brainlib.bookcheck _build/_build/html
 

@@ -101,7 +101,26 @@ COMMANDS = {
     "params": _lazy("params", "params_main", "params"),
     "train": _lazy("bundle", "train_main", "train"),
     "predict": _lazy("bundle", "predict_main", "predict"),
+    "repository": lambda argv: repository_main(argv),
 }
+
+
+def repository_main(argv: list[str]) -> int:
+    """`python -m brainlib repository`: write every notebook's Colab badge and install line
+    from `_config.yml`'s repository.url and branch (after pointing them at a fork)."""
+    from .book import CONFIG, repository, write_repository_lines
+
+    argparse.ArgumentParser(prog="python -m brainlib repository",
+                            description=repository_main.__doc__.split("\n")[0]).parse_args(argv)
+    try:
+        name, branch = repository()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    changed = write_repository_lines()
+    print(f"repository {name} (branch {branch}, from {CONFIG.name}): "
+          + (f"{len(changed)} files rewritten" if changed else "every notebook already agrees"))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
               "  study [--profile NAME]  run the notebooks with papermill\n"
               "  params [--profile NAME] list the study parameters (or a profile's values)\n"
               "  train --out DIR         train every model on all patients: one bundle each\n"
-              "  predict BUNDLES DATA --out FILE.csv   score a folder with trained bundles",
+              "  predict BUNDLES DATA --out FILE.csv   score a folder with trained bundles\n"
+              "  repository              write the notebooks' Colab lines from _config.yml",
               file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return COMMANDS[argv[0]](argv[1:])

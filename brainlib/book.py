@@ -60,29 +60,53 @@ def copy_mathjax(target) -> Path:
 
 
 def reader_copy(executed, target) -> Path:
-    """The executed notebook as a reader should see it: no stderr (TensorFlow's start-up
-    notices, progress bars), no test markers, the parameters shown once, as the run used
-    them, with the repository's absolute path made relative (the run card has the rest)."""
+    """The executed notebook as a reader should see it: no set-up a reader does not need
+    (cells tagged `remove-cell`: the Colab install, the parameters, the TensorFlow import;
+    papermill's injected parameters, which the run card shows; the Colab badge, which the
+    book's launch button replaces), no stderr (start-up
+    notices, progress bars), no test markers, and the repository's absolute path made
+    relative."""
     import nbformat
 
     notebook = nbformat.read(executed, as_version=4)
-    injected = [c for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    cells = []
+    cells, figures = [], FigureHTML()
     for cell in notebook.cells:
-        if cell in injected:
+        tags = cell.metadata.get("tags", [])
+        if "remove-cell" in tags or "injected-parameters" in tags:
             continue
+        if cell.cell_type == "markdown":  # the book's Colab button is the theme's
+            cell.source = re.sub(COLAB_BADGE.pattern + r"\n*", "", cell.source)
         if cell.cell_type == "code":
-            if "parameters" in cell.metadata.get("tags", []) and injected:
-                cell.source = relative(injected[0].source.replace("# Parameters\n", "# Parameters "
-                                                                  "of this run\n"))
             cell.source = "\n".join(line for line in cell.source.splitlines()
                                     if not line.lstrip().startswith(TEST_MARKER))
-            cell.outputs = [without_cdn_mathjax(o) for o in cell.outputs
+            cell.outputs = [figures.with_html(without_cdn_mathjax(o)) for o in cell.outputs
                             if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
         cells.append(cell)
     notebook.cells = cells
     Path(target).write_text(relative(nbformat.writes(notebook)))
     return Path(target)
+
+
+PLOTLY_JSON = "application/vnd.plotly.v1+json"
+
+
+class FigureHTML:
+    """Gives each plotly figure kept only as JSON (the reference notebooks keep no
+    plotly.js) the interactive HTML the book shows, plotly.js embedded in the page's first."""
+
+    def __init__(self):
+        self.embedded = False
+
+    def with_html(self, output):
+        data = output.get("data", {})
+        if PLOTLY_JSON in data and "text/html" not in data:
+            import plotly.io as pio
+
+            data["text/html"] = pio.to_html(dict(data[PLOTLY_JSON]), full_html=False,
+                                            include_plotlyjs=not self.embedded, validate=False,
+                                            config={"responsive": True})
+            self.embedded = True
+        return output
 
 
 CDN_MATHJAX_TAG = re.compile(r"""<script src=["']https?://[^"']*mathjax[^"']*["']></script>""",
@@ -192,3 +216,84 @@ def reproduction_markdown(run_dir, profile: str) -> str:
                   "another machine expect its trained models' numbers to move as a reseed moves "
                   "them (chapter 6 shows seed repeats where the run has them)."]
     return "\n".join(lines)
+
+
+def reference_run(target) -> Path:
+    """A run folder made of the reference notebooks (`notebooks/NN_name.ipynb`: the default
+    profile's run that nbval checks) and the machines of its recording: the book a clean
+    clone builds, and checks, without running the study."""
+    import json
+
+    from . import params as schema
+    from .recorded import RECORDING
+    from .study import prepare_manifest
+
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    params = schema.resolve("default", {"run_dir": str(target)})
+    prepare_manifest(params)
+    (target / "params.json").write_text(json.dumps(params, indent=2))
+    for source in notebook_sources():
+        shutil.copy(source.with_suffix(".ipynb"), target / f"{source.stem}.ipynb")
+    for record in Path(RECORDING).glob("units/*/*/machine.json"):
+        copy = target / record.relative_to(RECORDING)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(record, copy)
+    return target
+
+
+# ----------------------------------------------------------------- the one repository setting
+CONFIG = REPO_ROOT / "_config.yml"
+"""The book's configuration; its `repository.url` and `.branch` are the one place that names
+the repository. The notebooks' Colab lines are written from it (`write_repository_lines`)."""
+GITHUB = "https://github.com/"
+
+
+def repository(config=CONFIG) -> tuple[str, str]:
+    """(`owner/name`, branch) of the book's repository, from `_config.yml`."""
+    import yaml  # comes with jupyter-book (the `book` extra)
+
+    settings = (yaml.safe_load(Path(config).read_text()) or {}).get("repository") or {}
+    url = str(settings.get("url", "")).rstrip("/").removesuffix(".git")
+    name = url.removeprefix(GITHUB)
+    if not url.startswith(GITHUB) or name.count("/") != 1 or not all(name.split("/")):
+        raise ValueError(f"{config}: repository.url should be https://github.com/OWNER/REPO, "
+                         f"found {url!r}")
+    return name, str(settings.get("branch", "main"))
+
+
+def colab_lines(notebook_stem: str, config=CONFIG) -> dict[str, str]:
+    """The lines a notebook carries for Colab, from `_config.yml`: its badge (opens this
+    notebook of the repository in Colab) and the package its set-up cell installs there."""
+    name, branch = repository(config)
+    return {
+        "badge": f'<a href="https://colab.research.google.com/github/{name}/blob/{branch}/'
+                 f'notebooks/{notebook_stem}.ipynb" target="_blank"><img src="https://colab.'
+                 'research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>',
+        "install": f"git+{GITHUB}{name}@{branch}"}
+
+
+COLAB_BADGE = re.compile(r'<a href="https://colab\.research\.google\.com/github/[^"]*"'
+                         r'[^>]*><img [^>]*colab-badge[^>]*/></a>')
+COLAB_INSTALL = re.compile(r"git\+https://github\.com/[\w.-]+/[\w.-]+@[\w./-]+?(?=\\?[\"'])")
+
+
+def write_repository_lines(config=CONFIG, sources=None) -> list[Path]:
+    """Rewrite each notebook pair's Colab badge and install line from `_config.yml`
+    (`python -m brainlib repository`, after pointing `repository.url` at a fork); return
+    the files changed."""
+    changed = []
+    for source in sources or notebook_sources():
+        lines = colab_lines(source.stem, config)
+        for path in (source, source.with_suffix(".ipynb")):
+            if not path.exists():
+                continue
+            text = path.read_text()
+            badge = lines["badge"].replace('"', '\\"') if path.suffix == ".ipynb" else lines["badge"]
+            new = COLAB_BADGE.sub(lambda _: badge, text) if path.suffix == ".py" else \
+                re.sub(COLAB_BADGE.pattern.replace('"', r'\\"'), lambda _: badge, text)
+            new = COLAB_INSTALL.sub(lambda _: lines["install"], new)
+            if new != text:
+                path.write_text(new)
+                changed.append(path)
+    return changed

@@ -21,10 +21,12 @@ and, for a segmenter, its predicted masks, atomically.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,11 +92,24 @@ def train_bundles(params: schema.Params, out_dir, progress: bool = True) -> list
     """Train every model of `params.models` on all patients and write one bundle each
     into `out_dir`; returns the bundle folders. Scratch files (the base features, the
     manifest) go to `out_dir/.work`."""
+    from .progress import is_terminal, unit
+
     out_dir = Path(out_dir)
     work = schema.Params({**params, "run_dir": str(out_dir / ".work")})
     manifest = training_manifest(work)
-    return [train_bundle(work, model, manifest, out_dir, progress)
-            for model in params.all_model_names]
+    folders, models = [], params.all_model_names
+    for index, model in enumerate(models, 1):
+        if progress:
+            print(f"{model}: training on {manifest['patient_id'].nunique()} patients "
+                  f"({len(manifest)} slices), model {index} of {len(models)}", flush=True)
+        # epochs: bars on a terminal, one line each in a log
+        with unit(model, index, len(models), lines=progress and not is_terminal()):
+            folders.append(train_bundle(work, model, manifest, out_dir, progress))
+        if progress:
+            meta = json.loads((folders[-1] / BUNDLE_FILE).read_text())
+            print(f"{model}: done in {meta['seconds']} s: epoch {meta['best_epoch']} kept, "
+                  f"threshold {meta['threshold']:.4g} -> {folders[-1]}", flush=True)
+    return folders
 
 
 def train_bundle(params: schema.Params, model: str, manifest: pd.DataFrame, out_dir,
@@ -330,20 +345,38 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("--profile", default="default")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", required=True, help="folder for the bundles")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show TensorFlow's start-up notices instead of logging them")
     args = parser.parse_args(argv)
     try:
         params = schema.resolve(args.profile, schema.parse_pairs(args.param))
-        started = time.perf_counter()
-        folders = train_bundles(params, args.out)
-    except (schema.ParameterError, data.DatasetError, BundleError) as error:
-        print(f"error: {error}")
+    except schema.ParameterError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    for folder in folders:
-        meta = json.loads((folder / BUNDLE_FILE).read_text())
-        print(f"{folder}: {meta['model']}, {meta['training']['patients']} patients, threshold "
-              f"{meta['threshold']:.4g}, epoch {meta['best_epoch']}, {meta['seconds']} s")
-    print(f"trained {len(folders)} bundle(s) in {time.perf_counter() - started:.0f} s")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    try:
+        with quiet_tensorflow(out / "train.log", args.verbose):
+            folders = train_bundles(params, out)
+    except (schema.ParameterError, data.DatasetError, BundleError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"trained {len(folders)} bundle(s) in {time.perf_counter() - started:.0f} s: "
+          + ", ".join(folder.name for folder in folders))
     return 0
+
+
+@contextlib.contextmanager
+def quiet_tensorflow(log_path: Path, verbose: bool):
+    """TensorFlow's C++ start-up notices (absl, oneDNN, XLA) to `log_path`, said once;
+    with `verbose`, on the terminal."""
+    from .progress import native_stderr_to
+
+    if not verbose:
+        print(f"TensorFlow's start-up notices go to {log_path} (-v shows them)", flush=True)
+    with native_stderr_to(log_path, not verbose):
+        yield
 
 
 def predict_main(argv: list[str]) -> int:
@@ -356,11 +389,16 @@ def predict_main(argv: list[str]) -> int:
     parser.add_argument("bundles", help="a bundle folder, or a folder of bundles")
     parser.add_argument("data", help="a kaggle_3m-layout folder of the patients to score")
     parser.add_argument("--out", required=True, help="the predictions table (.csv)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show TensorFlow's start-up notices instead of logging them")
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        table = predict_folder(args.bundles, args.data, args.out)
+        with quiet_tensorflow(out.with_suffix(".log"), args.verbose):
+            table = predict_folder(args.bundles, args.data, out)
     except (data.DatasetError, BundleError) as error:
-        print(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{args.out}: {len(table)} rows, {table['patient_id'].nunique()} patients, models "
           f"{', '.join(table['model'].unique())}")

@@ -27,11 +27,11 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from tqdm import tqdm  # text bars: no widget dependency in notebooks
 
 from . import models, pipeline
 from .data import write_atomic
 from .params import SCHEMA
+from .progress import bar as progress_bar
 from .runner import UnitResult, manifest_fingerprint
 from .train import compile_model, distribution_strategy, fit_epochs, save_weights_atomic, set_seed
 from .transform import PAPER_AUGMENTATION
@@ -187,8 +187,7 @@ def extract_features(base: keras.Model, images, batch_size: int = 64,
     n_images = len(images)
     features = np.empty((n_images, *models.pooled_feature_shape(base)), dtype=np.float32)
     starts = range(0, n_images, batch_size)
-    for start in tqdm(starts, desc=f"{base.name} features", unit="batch", disable=not progress,
-                      leave=False):
+    for start in progress_bar(starts, f"{base.name} features", "batch", enabled=progress):
         batch = np.asarray(images[start : start + batch_size], dtype=np.float32)
         features[start : start + len(batch)] = features_of(tf.constant(batch)).numpy()
     return features
@@ -206,8 +205,8 @@ def extract_feature_bank(base: keras.Model, images, views: int, seed: int,
     n_images = len(images)
     bank = np.empty((n_images, views, *models.pooled_feature_shape(base)), dtype=np.float16)
     steps = [(view, start) for view in range(views) for start in range(0, n_images, BANK_BATCH)]
-    for view, start in tqdm(steps, desc=f"{base.name} feature bank ({views} views)", unit="batch",
-                            disable=not progress, leave=False):
+    for view, start in progress_bar(steps, f"{base.name} feature bank ({views} views)",
+                                    "batch", enabled=progress):
         batch = tf.constant(np.asarray(images[start:start + BANK_BATCH], dtype=np.float32))
         if view:
             batch, _ = PAPER_AUGMENTATION(batch, None, tf.constant(

@@ -64,6 +64,34 @@ def notebook_setup() -> None:
         "colab" if in_colab else "plotly_mimetype+notebook")
     pd.set_option("display.max_rows", 40)
     pd.set_option("display.precision", 4)
+    with contextlib.suppress(ImportError, AttributeError):  # outside IPython: plain pandas
+        from IPython import get_ipython
+
+        get_ipython().display_formatter.formatters["text/html"].for_type(pd.DataFrame,
+                                                                          table_html)
+
+
+NO_NUMBER = "—"
+"""What a table cell shows where there is no number (NaN, None, NA), in place of "NaN"."""
+
+
+def table_html(frame: pd.DataFrame) -> str:
+    """A DataFrame as a chapter shows it: pandas' own notebook HTML, with `NO_NUMBER` in
+    each cell that holds no number (a metric the paper does not report, a spread over one
+    fold); the text form (and so nbval) keeps pandas' NaN."""
+    from pandas.io.formats import format as fmt
+
+    # None in an object column prints as "None", not as na_rep: make it NaN first
+    frame = frame.apply(lambda column: column.where(column.notna(), float("nan"))
+                        if column.dtype == object else column)
+    options = pd.get_option
+    formatter = fmt.DataFrameFormatter(
+        frame, na_rep=NO_NUMBER, float_format=options("display.float_format"),
+        index_names=True, header=True, index=True, bold_rows=True, escape=True,
+        max_rows=options("display.max_rows"), min_rows=options("display.min_rows"),
+        max_cols=options("display.max_columns"),
+        show_dimensions=options("display.show_dimensions"), decimal=".")
+    return fmt.DataFrameRenderer(formatter).to_html(notebook=True)
 
 
 def glue_value(name: str, value) -> None:

@@ -281,9 +281,14 @@ def _check_evaluation(values: dict) -> None:
     if values["evaluation"] != "holdout" and has_test:
         raise ParameterError(f"test_data_source is used only with evaluation='holdout'; "
                              f"found evaluation={values['evaluation']!r}")
-    if len([m for m in values["models"].split(",") if m in CLASSIFIERS]) < 1:
-        raise ParameterError(f"models must list at least one classifier of {CLASSIFIERS}; "
-                             f"found {values['models']!r}")
+
+
+def require_classifiers(params: Params, needed: int, why: str) -> None:
+    """`models` lists at least `needed` classifiers (`why`: who needs them), else a
+    ParameterError; `train` takes any models, the study's chapters compare classifiers."""
+    if len(params.model_names) < needed:
+        raise ParameterError(f"{why}: models must list at least {needed} of the classifiers "
+                             f"{CLASSIFIERS}; found {params['models']!r}")
 
 
 def _check_folds(text: str, n_folds: int) -> None:

@@ -32,9 +32,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
-
-from . import machine, recorded, scores, splits
+from . import machine, progress as progress_report, recorded, scores, splits
 from .data import write_csv_atomic, write_text_atomic
 
 CONTROLS = ("none", "shuffled_labels")
@@ -223,8 +221,8 @@ def run_units(manifest: pd.DataFrame, run_dir, families, *, protocol: str = "val
             recorded.replay_unit(run_dir, folders[unit[0]], unit_path(*unit[1:]), manifest)
     todo = [u for u in units if not finished(u)]
     log, bars = progress == "log", progress is True
-    for index, (model, scheme, control, fold) in enumerate(tqdm(todo, desc="units", unit="unit",
-                                                                disable=not bars)):
+    for index, (model, scheme, control, fold) in enumerate(
+            progress_report.bar(todo, "units", "unit", enabled=bars)):
         family, started = families[model], time.perf_counter()
         if index == 0 or todo[index - 1][0] != model:
             for other in families.values():
@@ -234,9 +232,10 @@ def run_units(manifest: pd.DataFrame, run_dir, families, *, protocol: str = "val
         unit_dir = folders[model] / unit_path(scheme, control, fold)
         rows = unit_rows(manifest, scheme, control, fold, protocol, seed, validation_fraction,
                          f"{model}-{unit_path(scheme, control, fold)}")
-        predictions = train_unit(manifest, family, rows, protocol, unit_dir,
-                                 dict(model=model, protocol=protocol, scheme=scheme,
-                                      control=control, fold=int(fold)), bars)
+        with progress_report.unit(rows.name, index + 1, len(todo), run_dir, lines=log):
+            predictions = train_unit(manifest, family, rows, protocol, unit_dir,
+                                     dict(model=model, protocol=protocol, scheme=scheme,
+                                          control=control, fold=int(fold)), bars)
         if log:
             print(f"[{index + 1}/{len(todo)}] {rows.name}: accuracy "
                   f"{(predictions['y_pred'] == predictions['y_true']).mean():.3f} on "

@@ -15,11 +15,13 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 
 from . import data, external, params as schema, splits
+from .progress import StudyConsole, duration, native_stderr_to
 
 REPO_ROOT = schema.REPO_ROOT
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -230,19 +232,19 @@ def run_trust_analyses(params: schema.Params, progress: bool = True
     (`uncertainty.annotate_unit`) and the classifiers' Grad-CAM scores
     (`gradcam.gradcam_unit`). Returns the predictions table, rewritten with the uncertainty
     columns, and the Grad-CAM scores."""
-    from tqdm import tqdm
-
     from . import gradcam, uncertainty, unit_models
+    from .progress import bar
 
     manifest = prepare_manifest(params)
+    run_models(params, all_models(params), progress=False)  # trained, read back or replayed
     heatmap_scores = []
     for model in all_models(params):
         units = unit_models.main_units(params, model, manifest)
         model_family = family(params, model)
         model_family.prepare(manifest, Path(params.run_dir), False)
-        for unit in tqdm(units, desc=f"{model}: uncertainty" + ("" if model == SEGMENTER
-                                                                else " and Grad-CAM"),
-                         unit="fold", disable=not progress):
+        for unit in bar(units, f"{model}: uncertainty" + ("" if model == SEGMENTER
+                                                          else " and Grad-CAM"),
+                        "fold", enabled=progress):
             uncertainty.annotate_unit(params, model_family, unit, seed=params.seed)
             if model != SEGMENTER:
                 heatmap_scores.append(gradcam.gradcam_unit(model_family, unit, manifest))
@@ -327,30 +329,6 @@ def run_folder_lock(run_dir: Path):
         handle.close()
 
 
-@contextlib.contextmanager
-def kernel_stderr_to(log_path, enabled: bool = True):
-    """Kernels started inside write their own stderr (TensorFlow's and absl's start-up
-    notices, Jupyter's transport warnings) to `log_path`, while this process's messages and
-    progress bars stay on the terminal. `enabled=False` (`study -v`) shows everything."""
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(log_path, "ab") as log:
-        os.dup2(log.fileno(), 2)
-    terminal, previous = os.fdopen(os.dup(saved), "w", buffering=1), sys.stderr
-    sys.stderr = terminal
-    try:
-        yield
-    finally:
-        terminal.flush()
-        sys.stderr = previous
-        os.dup2(saved, 2)
-        os.close(saved)
-        terminal.close()
-
-
 def run_study(profile: str = "default", overrides: dict | None = None, *, force: bool = False,
               only: list[str] | None = None, verbose: bool = True) -> Path:
     """Resolve the parameters, prepare the manifest, then execute each notebook with
@@ -363,9 +341,17 @@ def run_study(profile: str = "default", overrides: dict | None = None, *, force:
     if only and not any(part in name for part in only for name in names):
         raise ValueError(f"--only {' '.join(only)} matches no notebook; the notebooks are "
                          f"{', '.join(names)}")
+    chosen = [s for s in notebook_sources() if not only or any(p in s.stem for p in only)]
+    comparing = [s.stem for s in chosen if "MODEL_B" in s.read_text()]
+    using = [s.stem for s in chosen if "model_names" in s.read_text()]
+    if comparing:
+        schema.require_classifiers(params, 2, f"chapters {', '.join(comparing)} compare two "
+                                              "classifiers")
+    elif using:
+        schema.require_classifiers(params, 1, f"chapters {', '.join(using)} use a classifier")
     run_dir = Path(params.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with run_folder_lock(run_dir), kernel_stderr_to(run_dir / "kernels.log", not verbose):
+    with run_folder_lock(run_dir), native_stderr_to(run_dir / "kernels.log", not verbose):
         _run_notebooks(params, profile, overrides, force=force, only=only)
     return run_dir
 
@@ -394,9 +380,13 @@ def _run_notebooks(params, profile, overrides, *, force, only) -> None:
         tmp_in = run_dir / f".{source.stem}.input.ipynb"
         tmp_out = run_dir / f"{source.stem}.failed.ipynb"
         jupytext.write(jupytext.read(source), tmp_in)
+        started = time.perf_counter()
         try:
-            papermill.execute_notebook(str(tmp_in), str(tmp_out), parameters=injected,
-                                       cwd=str(run_dir), progress_bar=True, kernel_name="python3")
+            # the console shows the unit training in the kernel (its status file), not cells
+            with StudyConsole(run_dir, source.stem):
+                papermill.execute_notebook(str(tmp_in), str(tmp_out), parameters=injected,
+                                           cwd=str(run_dir), progress_bar=False,
+                                           kernel_name="python3")
         except papermill.PapermillExecutionError as error:
             raise NotebookFailed(source.stem, error, tmp_out) from None
         except KeyboardInterrupt:
@@ -406,6 +396,7 @@ def _run_notebooks(params, profile, overrides, *, force, only) -> None:
         finally:
             tmp_in.unlink(missing_ok=True)
         os.replace(tmp_out, output)
+        print(f"  {source.stem}: done in {duration(time.perf_counter() - started)}", flush=True)
         data.write_text_atomic(stamp, digest)
         (run_dir / f"{source.stem}.interrupted.ipynb").unlink(missing_ok=True)
 
@@ -479,8 +470,6 @@ def closing_summary(run_dir, seconds: float, book_index: Path | None = None) -> 
 
 def study_main(argv: list[str]) -> int:
     """`python -m brainlib study --profile NAME [-p key=value ...] [--force] [--book] [-v]`."""
-    import time
-
     parser = argparse.ArgumentParser(
         prog="python -m brainlib study", description="Run the study notebooks with papermill.",
         epilog=schema.describe(), formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -13,7 +13,9 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from tqdm import tqdm  # text bars: no widget dependency in notebooks
+
+from .progress import bar as progress_bar
+from .progress import epoch_done
 
 
 def set_seed(seed: int) -> None:
@@ -63,7 +65,7 @@ def fit_epochs(model: keras.Model, epoch_batches, epochs: int, *, validation=Non
     otherwise the last epoch is kept (the paper's protocol).
     """
     rows, best = [], (np.inf, 0, None)
-    bar = tqdm(range(epochs), desc=description, unit="epoch", disable=not progress, leave=False)
+    bar = progress_bar(range(epochs), description, "epoch", enabled=progress)
     for epoch in bar:
         started = time.perf_counter()
         result = model.fit(epoch_batches(epoch), epochs=1, verbose=0, shuffle=False,
@@ -73,7 +75,9 @@ def fit_epochs(model: keras.Model, epoch_batches, epochs: int, *, validation=Non
                "seconds": time.perf_counter() - started,
                "validation_set": "inner_validation" if validation is not None else "none"}
         rows.append(row)
-        bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss", "val_loss") if k in row})
+        epoch_done(epoch + 1, epochs, row["seconds"])  # to the unit's watcher, if any
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss", "val_loss") if k in row})
         if keep_best and row.get("val_loss", np.inf) < best[0]:
             best = (row["val_loss"], epoch + 1, model.get_weights())
     best_epoch = len(rows)

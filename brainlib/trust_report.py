@@ -129,11 +129,6 @@ def reliability_figure(bands: pd.DataFrame, title: str):
 
 # ----------------------------------------------------------------------------- referral
 
-def _referral(rows: pd.DataFrame, measure: str, fractions) -> np.ndarray:
-    """(fractions, 2): accuracy (with each unit's own threshold) and AUC on the kept slices."""
-    curve = calibration.referral_curve(rows["y_true"], rows["p_tumor"], rows[measure],
-                                       fractions, y_pred=rows["y_pred"])
-    return curve[["accuracy", "auc"]].to_numpy()
 
 
 def referral_table(rows: pd.DataFrame, models, fractions=REFERRED, seed: int = 0) -> pd.DataFrame:
@@ -143,9 +138,13 @@ def referral_table(rows: pd.DataFrame, models, fractions=REFERRED, seed: int = 0
     for model in models:
         own = rows[rows["model"] == model].reset_index(drop=True)
         draws = calibration.patient_resamples(own, RESAMPLES, seed)
+        y, p = calibration._checked(own["y_true"], own["p_tumor"])
+        calls = own["y_pred"].to_numpy().astype(bool)  # each unit's own threshold
         for measure in MEASURES:
-            estimate = _referral(own, measure, fractions)
-            resampled = np.array([_referral(own.iloc[d], measure, fractions) for d in draws])
+            flags = own[measure].to_numpy(dtype=np.float64)
+            estimate = calibration.referral_points(y, p, calls, flags, fractions)
+            resampled = np.array([calibration.referral_points(y[d], p[d], calls[d], flags[d],
+                                                              fractions) for d in draws])
             low = np.nanpercentile(resampled, 2.5, axis=0)
             high = np.nanpercentile(resampled, 97.5, axis=0)
             for index, fraction in enumerate(fractions):

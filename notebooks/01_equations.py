@@ -35,18 +35,18 @@ import sys
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 # Parameters (papermill). profile "auto": the paper's `full` profile on Colab with a GPU,
 # the real-data settings when $BRAINLIB_DATA names a kaggle_3m folder, else the phantom
 # `default`. overrides: any study parameter (`python -m brainlib params` lists them).
 profile = "auto"
 overrides = {}
 
-# %% tags=["nbval-ignore-output"]
-# TensorFlow prints start-up notices at import; they vary from run to run.
+# %% tags=["remove-cell", "nbval-ignore-output"]
+# Imported first and hidden from the book: its start-up notices vary from run to run.
 import tensorflow as tf  # noqa: F401
 
-# %%
+# %% tags=["hide-input"]
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +87,8 @@ print(f"{agreement['agrees'].sum()} of {len(agreement)} checks agree")
 # %% tags=["nbval-check-output"]
 tau = np.linspace(-15, 15, 3001)
 t = np.array([0.0, 1.0, 3.0])
-numeric = eq.continuous_convolution(eq.normal_pdf(1.0), eq.normal_pdf(2.0), t, tau)
+numeric = eq.continuous_convolution(eq.normal_pdf(1.0), eq.normal_pdf(2.0),
+                                    t, tau)
 exact = eq.normal_pdf(np.sqrt(5.0))(t)
 print("Riemann sum :", np.round(numeric, 6))
 print("closed form :", np.round(exact, 6))
@@ -107,7 +108,8 @@ shown.loc[["1"]]
 rng = np.random.default_rng(P.seed)
 image = rng.normal(size=(1, 7, 7, 3))
 kernel = rng.normal(scale=0.1, size=(3, 3, 3, 4))
-print("feature maps:", eq.convolution_layer(image, kernel, bias=np.zeros(4)).shape)
+print("feature maps:",
+      eq.convolution_layer(image, kernel, bias=np.zeros(4)).shape)
 shown.loc[["2"]]
 
 # %% [markdown]
@@ -125,10 +127,12 @@ shown.loc[["2"]]
 # vectors, `A @ W + b`).
 
 # %% tags=["nbval-check-output"]
-print("ReLU of [-2, -0.5, 0, 1.5, 3]:", eq.relu(np.array([-2, -0.5, 0, 1.5, 3])))
+print("ReLU of [-2, -0.5, 0, 1.5, 3]:",
+      eq.relu(np.array([-2, -0.5, 0, 1.5, 3])))
 feature_map = np.arange(16.0).reshape(1, 4, 4, 1)
 print("a 4x4 map:\n", feature_map[0, :, :, 0])
-print("max pooled 2x2:\n", eq.max_pooling(feature_map, pool_size=2)[0, :, :, 0])
+print("max pooled 2x2:\n",
+      eq.max_pooling(feature_map, pool_size=2)[0, :, :, 0])
 shown.loc[["3", "4", "5"]]
 
 # %% [markdown]
@@ -147,7 +151,8 @@ shown.loc[["3", "4", "5"]]
 
 # %% tags=["nbval-check-output"]
 print("BCE, tumor slices scored 0.1 and 0.9:",
-      round(eq.binary_cross_entropy([1], [0.1]), 4), round(eq.binary_cross_entropy([1], [0.9]), 4))
+      round(eq.binary_cross_entropy([1], [0.1]), 4),
+      round(eq.binary_cross_entropy([1], [0.9]), 4))
 print("one gradient step from theta = 1, gradient 2, alpha = 0.1:",
       eq.gradient_descent_step(1.0, 2.0, 0.1))
 normalised = eq.batch_normalization(rng.normal(5.0, 3.0, size=(64, 2)))
@@ -173,7 +178,8 @@ shown.loc[["6", "7", "8"]]
 # %% tags=["nbval-check-output"]
 x = np.array([[1.0, -2.0, 3.0]])
 zero = np.zeros((3, 3))
-print("residual block with zero weights returns its input:", eq.residual_block(x, zero, zero))
+print("residual block with zero weights returns its input:",
+      eq.residual_block(x, zero, zero))
 print("sigmoid(-4, 0, 4):", np.round(eq.sigmoid([-4.0, 0.0, 4.0]), 4))
 shown.loc[["9-10", "11"]]
 
@@ -196,11 +202,13 @@ shown.loc[["9-10", "11"]]
 
 # %% tags=["nbval-check-output"]
 for prevalence in (0.35, 0.05):
-    ppv = eq.positive_predictive_value(prevalence, sensitivity=0.9, specificity=0.9)
+    ppv = eq.positive_predictive_value(prevalence, sensitivity=0.9,
+                                       specificity=0.9)
     print(f"prevalence {prevalence:.0%}: p(tumor | flagged) = {ppv:.3f}")
 X = rng.normal(size=(8, 3))
 print("||XW - X||^2 for W = I, 2I, 10I:",
-      [round(eq.reconstruction_error(X, s * np.eye(3)), 2) for s in (1, 2, 10)])
+      [round(eq.reconstruction_error(X, s * np.eye(3)), 2)
+       for s in (1, 2, 10)])
 shown.loc[["12", "13", "14"]]
 
 # %% [markdown]
@@ -225,10 +233,12 @@ shown.loc[["12", "13", "14"]]
 # %% tags=["nbval-check-output"]
 mask_a = np.pad(np.ones((5, 6), int), ((2, 9), (3, 7)))
 mask_b = np.pad(np.ones((6, 4), int), ((4, 6), (4, 8)))
-dice, iou = eq.dice_coefficient(mask_a, mask_b), eq.intersection_over_union(mask_a, mask_b)
-print(f"Dice {dice:.4f}, IoU {iou:.4f}, 2 IoU / (1 + IoU) = {2 * iou / (1 + iou):.4f}")
-print(f"Hausdorff distance: "
-      f"{eq.hausdorff_distance(np.argwhere(mask_a), np.argwhere(mask_b)):.4f} pixels")
+dice, iou = (eq.dice_coefficient(mask_a, mask_b),
+             eq.intersection_over_union(mask_a, mask_b))
+print(f"Dice {dice:.4f}, IoU {iou:.4f}, "
+      f"2 IoU / (1 + IoU) = {2 * iou / (1 + iou):.4f}")
+hausdorff = eq.hausdorff_distance(np.argwhere(mask_a), np.argwhere(mask_b))
+print(f"Hausdorff distance: {hausdorff:.4f} pixels")
 shown.loc[["15", "16", "17"]]
 
 # %% [markdown]
@@ -247,8 +257,10 @@ shown.loc[["15", "16", "17"]]
 # `InverseTimeDecay` with one decay step per epoch.
 
 # %% tags=["nbval-check-output"]
-trace = eq.adam_steps(theta=[0.0, 0.0], gradients=[[1.0, 100.0]] * 3, learning_rate=0.01)
-print("Adam parameters after 3 steps, gradients 1 and 100:", np.round(trace.theta[-1], 4))
+trace = eq.adam_steps(theta=[0.0, 0.0], gradients=[[1.0, 100.0]] * 3,
+                      learning_rate=0.01)
+print("Adam parameters after 3 steps, gradients 1 and 100:",
+      np.round(trace.theta[-1], 4))
 print("learning rate by epoch (alpha0 = 1e-3, decay 0.5):",
       eq.inverse_time_decay(1e-3, 0.5, np.arange(5)).round(6))
 shown.loc[["18", "19", "18-19", "20"]]
@@ -277,8 +289,8 @@ shown.loc[["18", "19", "18-19", "20"]]
 y_true = [1, 0, 1, 1, 0, 0, 1, 0, 0, 1, 0, 0]
 y_pred = [1, 0, 0, 1, 1, 0, 1, 0, 1, 1, 0, 0]
 print(eq.confusion_counts(y_true, y_pred))
-for metric in (eq.accuracy, eq.precision, eq.recall, eq.f1_score, eq.sensitivity,
-               eq.specificity):
+for metric in (eq.accuracy, eq.precision, eq.recall, eq.f1_score,
+               eq.sensitivity, eq.specificity):
     print(f"{metric.__name__:12s} {metric(y_true, y_pred):.4f}")
 shown.loc[["29", "30", "31", "32", "33", "34", "35"]]
 
@@ -324,24 +336,30 @@ shown.loc[["36", "37", "38", "39", "40"]]
 
 # %%
 depth, width, activation = 20, 32, "sigmoid"
-norms = eq.gradient_norms_plain_vs_residual(depth=depth, width=width, seed=P.seed,
-                                            activation=activation)
-fig = px.line(norms, x="layer", y="gradient_norm", color="network", log_y=True, markers=True,
-              title=f"Gradient norm per layer, {depth} {activation} layers: plain vs residual",
+norms = eq.gradient_norms_plain_vs_residual(
+    depth=depth, width=width, seed=P.seed, activation=activation)
+fig = px.line(norms, x="layer", y="gradient_norm", color="network",
+              log_y=True, markers=True,
+              title=f"Gradient norm per layer, {depth} {activation} layers: "
+                    "plain vs residual",
               labels={"layer": "layer (1 = nearest the input)",
                       "gradient_norm": "weight gradient norm (log scale)"})
 fig.show()
 
 # %%
-by_network = norms.pivot(index="layer", columns="network", values="gradient_norm")
-by_network.loc[[1, 2, depth // 2, depth - 1, depth]].map(lambda norm: f"{norm:.1e}")
+by_network = norms.pivot(index="layer", columns="network",
+                         values="gradient_norm")
+by_network.loc[[1, 2, depth // 2, depth - 1, depth]].map(
+    lambda norm: f"{norm:.1e}")
 
 # %% tags=["nbval-check-output"]
 last_over_first = by_network.loc[depth] / by_network.loc[1]
 widest_gap = by_network.max() / by_network.min()
-print("plain stack: first layer's gradient under a millionth of the last layer's:",
+print("plain stack: first layer's gradient under a millionth of "
+      "the last layer's:",
       bool(last_over_first["plain"] > 1e6))
-print("residual stack: every layer's gradient within a factor 100 of every other's:",
+print("residual stack: every layer's gradient within a factor 100 of "
+      "every other's:",
       bool(widest_gap["residual"] < 100))
 
 # %% [markdown]

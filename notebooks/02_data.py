@@ -32,14 +32,14 @@ import sys
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 # Parameters (papermill). profile "auto": the paper's `full` profile on Colab with a GPU,
 # the real-data settings when $BRAINLIB_DATA names a kaggle_3m folder, else the phantom
 # `default`. overrides: any study parameter (`python -m brainlib params` lists them).
 profile = "auto"
 overrides = {}
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 import plotly.express as px
 
@@ -68,7 +68,8 @@ bl.eda.class_counts(manifest)
 
 # %% tags=["nbval-check-output"]
 patients = bl.eda.per_patient(manifest)
-patients.describe().loc[["count", "mean", "min", "max"], ["slices", "tumor_slices"]]
+patients.describe().loc[["count", "mean", "min", "max"],
+                        ["slices", "tumor_slices"]]
 
 # %% tags=["nbval-check-output"]
 bl.eda.per_institution(manifest)
@@ -87,7 +88,8 @@ fig.show()
 
 # %% tags=["nbval-check-output"]
 sizes = bl.eda.tumor_sizes(manifest)
-print(f"tumor slices: {len(sizes)}; median tumor area {sizes.median():.0f} pixels; "
+print(f"tumor slices: {len(sizes)}; "
+      f"median tumor area {sizes.median():.0f} pixels; "
       f"{(sizes < 100).mean():.1%} under 100 pixels")
 fig = px.histogram(sizes, x="tumor_pixels", nbins=40, log_y=True,
                    title=f"Tumor area per tumor slice, pixels ({DATASET})")
@@ -114,10 +116,12 @@ intensities
 # %%
 examples = bl.eda.example_slices(manifest, n=4, seed=P.seed)
 masks = bl.pipeline.load_masks(manifest, 256)
-tiles = [np.concatenate([images[i], bl.eda.overlay(images[i], masks[i])], axis=0)
+tiles = [np.concatenate([images[i], bl.eda.overlay(images[i], masks[i])],
+                        axis=0)
          for i in examples.index]
 fig = px.imshow(np.concatenate(tiles, axis=1),
-                title=f"Slices (top) and tumor masks overlaid (bottom), {DATASET}")
+                title="Slices (top) and tumor masks overlaid "
+                      f"(bottom), {DATASET}")
 fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
 fig.show()
 
@@ -138,5 +142,6 @@ summary
 
 # %% tags=["nbval-check-output"]
 leaky = manifest.groupby("patient_id")["split_slice"].nunique().gt(1).mean()
-print(f"patients on both sides: patient split 0%, the paper's slice split {leaky:.0%}")
+print("patients on both sides: patient split 0%, "
+      f"the paper's slice split {leaky:.0%}")
 bl.splits.split_summary(manifest)

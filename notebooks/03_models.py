@@ -31,24 +31,26 @@ import sys
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 # Parameters (papermill). profile "auto": the paper's `full` profile on Colab with a GPU,
 # the real-data settings when $BRAINLIB_DATA names a kaggle_3m folder, else the phantom
 # `default`. overrides: any study parameter (`python -m brainlib params` lists them).
 profile = "auto"
 overrides = {}
 
-# %% tags=["nbval-ignore-output"]
-import tensorflow as tf  # noqa: F401  (its start-up notices vary from run to run)
+# %% tags=["remove-cell", "nbval-ignore-output"]
+# Imported first and hidden from the book: its start-up notices vary from run to run.
+import tensorflow as tf  # noqa: F401
 
-# %%
+# %% tags=["hide-input"]
 import pandas as pd
 import plotly.express as px
 
 import brainlib as bl
 
 P = bl.notebook.start(globals())
-input_size = 256  # the paper's input; the run trains at P.image_size (last section)
+# the paper's input; the run trains at P.image_size (last section)
+input_size = 256
 
 # %% [markdown]
 # ## ResNet50 with the paper's head
@@ -63,10 +65,12 @@ resnet = bl.models.summarize_model("resnet50", input_size)
 resnet.layers
 
 # %% tags=["nbval-check-output"]
-paper_table_i = {"total": 25_784_066, "trainable": 2_196_354, "non_trainable": 23_587_712}
+paper_table_i = {"total": 25_784_066, "trainable": 2_196_354,
+                 "non_trainable": 23_587_712}
 counts = pd.DataFrame({
     "paper (Table I)": paper_table_i,
-    "built model": {"total": resnet.counts.total, "trainable": resnet.counts.trainable,
+    "built model": {"total": resnet.counts.total,
+                    "trainable": resnet.counts.trainable,
                     "non_trainable": resnet.counts.non_trainable},
 })
 counts["equal"] = counts["paper (Table I)"] == counts["built model"]
@@ -82,8 +86,10 @@ counts
 # %% tags=["nbval-check-output"]
 vgg = bl.models.summarize_model("vgg16", input_size)
 for prefix, summary in (("resnet", resnet), ("vgg", vgg)):
-    bl.notebook.glue_value(f"{prefix}_trainable", summary.counts.trainable / 1e6)
-    bl.notebook.glue_value(f"{prefix}_frozen", summary.counts.non_trainable / 1e6)
+    bl.notebook.glue_value(f"{prefix}_trainable",
+                           summary.counts.trainable / 1e6)
+    bl.notebook.glue_value(f"{prefix}_frozen",
+                           summary.counts.non_trainable / 1e6)
 vgg.layers
 
 # %% [markdown]
@@ -95,15 +101,18 @@ vgg.layers
 
 # %% tags=["nbval-check-output"]
 parameters = pd.DataFrame([
-    {"model": name, "kind": kind, "parameters": getattr(summary.counts, kind)}
+    {"model": name, "kind": kind,
+     "parameters": getattr(summary.counts, kind)}
     for name, summary in (("ResNet50", resnet), ("VGG16", vgg))
     for kind in ("trainable", "non_trainable")
 ])
 parameters.pivot(index="model", columns="kind", values="parameters")
 
 # %%
-fig = px.bar(parameters, x="model", y="parameters", color="kind", barmode="group",
-             log_y=True, title=f"Trainable vs frozen parameters at {input_size}x{input_size}")
+fig = px.bar(parameters, x="model", y="parameters", color="kind",
+             barmode="group", log_y=True,
+             title="Trainable vs frozen parameters at "
+                   f"{input_size}x{input_size}")
 fig.show()
 
 # %% [markdown]
@@ -118,6 +127,7 @@ fig.show()
 sizes = sorted({64, 128, 256, P.image_size})
 pd.DataFrame([
     {"input": f"{size}x{size}", "model": name,
-     "head_trainable": bl.models.summarize_model(name, size).counts.trainable}
+     "head_trainable": (bl.models.summarize_model(name, size)
+                        .counts.trainable)}
     for name in ("resnet50", "vgg16") for size in sizes
 ])

@@ -52,17 +52,18 @@ import sys
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 # Parameters (papermill). profile "auto": the paper's `full` profile on Colab with a GPU,
 # the real-data settings when $BRAINLIB_DATA names a kaggle_3m folder, else the phantom
 # `default`. overrides: any study parameter (`python -m brainlib params` lists them).
 profile = "auto"
 overrides = {}
 
-# %% tags=["nbval-ignore-output"]
-import tensorflow as tf  # noqa: F401  (its start-up notices vary from run to run)
+# %% tags=["remove-cell", "nbval-ignore-output"]
+# Imported first and hidden from the book: its start-up notices vary from run to run.
+import tensorflow as tf  # noqa: F401
 
-# %%
+# %% tags=["hide-input"]
 import time
 
 import plotly.express as px
@@ -80,19 +81,24 @@ P, manifest, DATASET = bl.notebook.open_run(globals())
 # %% tags=["nbval-ignore-output"]
 config = bl.study.classifier_config(P)
 bl.notebook.glue_value("training_path", {
-    "feature_cache": "base features computed once (frozen base, no augmentation)",
-    "feature_bank": f"base features of {config.bank_views} views per image computed once "
-                    "(frozen base, augmentation: one view per image per epoch)",
-    "end_to_end": "images through the base every epoch (end to end)"}[config.path])
+    "feature_cache": "base features computed once "
+                     "(frozen base, no augmentation)",
+    "feature_bank": f"base features of {config.bank_views} views per image "
+                    "computed once (frozen base, augmentation: one view per "
+                    "image per epoch)",
+    "end_to_end": "images through the base every epoch (end to end)",
+}[config.path])
 print(config)
 start = time.perf_counter()
 predictions = bl.study.run_models(P)
-print(f"{predictions.groupby(['model', 'scheme', 'control', 'fold']).ngroups} units, "
-      f"{len(predictions)} predictions in {time.perf_counter() - start:.0f} s")
+n_units = predictions.groupby(["model", "scheme", "control", "fold"]).ngroups
+print(f"{n_units} units, {len(predictions)} predictions "
+      f"in {time.perf_counter() - start:.0f} s")
 
 # %% tags=["nbval-check-output"]
 predictions.groupby(["model", "scheme", "control"]).agg(
-    folds=("fold", "nunique"), slices=("y_true", "size"), tumor_slices=("y_true", "sum"))
+    folds=("fold", "nunique"), slices=("y_true", "size"),
+    tumor_slices=("y_true", "sum"))
 
 # %% [markdown]
 # ## What the protocol chose
@@ -105,7 +111,8 @@ predictions.groupby(["model", "scheme", "control"]).agg(
 # %% tags=["nbval-check-output"]
 chosen = bl.study.read_thresholds(P)
 chosen[(chosen["scheme"] == "patient") & (chosen["control"] == "none")][
-    ["model", "fold", "n_fit", "n_validation", "best_epoch", "threshold", "rule"]].round(3)
+    ["model", "fold", "n_fit", "n_validation", "best_epoch", "threshold",
+     "rule"]].round(3)
 
 # %% [markdown]
 # ## Learning curves (the paper's Figs. 4-5)
@@ -116,6 +123,7 @@ chosen[(chosen["scheme"] == "patient") & (chosen["control"] == "none")][
 # %%
 histories = bl.study.read_histories(P)
 fig = bl.plots.learning_curves_figure(
-    histories[(histories["scheme"] == "patient") & (histories["control"] == "none")],
+    histories[(histories["scheme"] == "patient")
+              & (histories["control"] == "none")],
     title=f"Learning curves per patient fold ({DATASET})")
 fig.show()

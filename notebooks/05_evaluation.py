@@ -36,17 +36,18 @@ import sys
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 # Parameters (papermill). profile "auto": the paper's `full` profile on Colab with a GPU,
 # the real-data settings when $BRAINLIB_DATA names a kaggle_3m folder, else the phantom
 # `default`. overrides: any study parameter (`python -m brainlib params` lists them).
 profile = "auto"
 overrides = {}
 
-# %% tags=["nbval-ignore-output"]
-import tensorflow as tf  # noqa: F401  (its start-up notices vary from run to run)
+# %% tags=["remove-cell", "nbval-ignore-output"]
+# Imported first and hidden from the book: its start-up notices vary from run to run.
+import tensorflow as tf  # noqa: F401
 
-# %%
+# %% tags=["hide-input"]
 import pandas as pd
 import plotly.express as px
 from IPython.display import display
@@ -57,11 +58,12 @@ P, manifest, DATASET = bl.notebook.open_run(globals())
 ANALYSIS = dict(n_resamples=bl.report.PATIENT_RESAMPLES, seed=P.seed,
                 cache_dir=bl.report.cache_dir(P.run_dir))
 MODEL_A, MODEL_B = P.model_names[:2]  # differences are A - B
-glue_value = bl.notebook.glue_value  # pastes a computed value into the book's prose
+glue_value = bl.notebook.glue_value  # pastes a value into the book's prose
 glue_value("dataset", DATASET)
 
 # %% tags=["nbval-ignore-output"]
-# Reads the finished predictions when the training chapter has run; trains them otherwise.
+# Reads the finished predictions when the training chapter has run;
+# trains them otherwise.
 predictions = bl.study.run_models(P)
 main = bl.report.main_predictions(predictions)
 
@@ -78,8 +80,8 @@ main = bl.report.main_predictions(predictions)
 
 # %% tags=["nbval-check-output"]
 predictions.groupby(["scheme", "control", "model"]).agg(
-    folds=("fold", "nunique"), slices=("y_true", "size"), tumor_slices=("y_true", "sum"),
-    patients=("patient_id", "nunique"))
+    folds=("fold", "nunique"), slices=("y_true", "size"),
+    tumor_slices=("y_true", "sum"), patients=("patient_id", "nunique"))
 
 # %% [markdown]
 # ## Confusion matrices (the paper's Tables II-III, Figs. 7-8)
@@ -99,7 +101,8 @@ pd.concat({m: c.to_frame() for m, c in counts.items()}, names=["model"])
 # %%
 for model, c in counts.items():
     bl.plots.confusion_matrix_figure(
-        c, title=f"{model}, patient folds ({DATASET})<br>rows true, columns predicted").show()
+        c, title=f"{model}, patient folds ({DATASET})"
+                 "<br>rows true, columns predicted").show()
 
 # %% [markdown]
 # ## The metrics table (the paper's Table IV), with intervals
@@ -122,10 +125,11 @@ for model, c in counts.items():
 # with these numbers.
 
 # %% tags=["nbval-check-output"]
-table_iv = bl.evaluation_report.table_iv(predictions, MODEL_A, MODEL_B, **ANALYSIS)
+table_iv = bl.evaluation_report.table_iv(predictions, MODEL_A, MODEL_B,
+                                         **ANALYSIS)
 glue_value("width_ratio", table_iv.width_ratio)
-print(f"median ratio of interval widths, patients resampled / slices resampled: "
-      f"{table_iv.width_ratio:.2f}")
+print("median ratio of interval widths, patients resampled / "
+      f"slices resampled: {table_iv.width_ratio:.2f}")
 table_iv.table
 
 # %% [markdown]
@@ -142,17 +146,20 @@ table_iv.table
 
 # %% tags=["nbval-check-output"]
 per_fold = bl.metrics.fold_metrics(main)
-shown = ["model", "fold", "n", "accuracy", "precision", "recall", "specificity", "f1", "auc"]
+shown = ["model", "fold", "n", "accuracy", "precision", "recall",
+         "specificity", "f1", "auc"]
 per_fold[shown].round(3)
 
 # %% tags=["nbval-check-output"]
-per_fold.groupby("model")[["accuracy", "auc"]].agg(["mean", "std", "min", "max"]).round(3)
+per_fold.groupby("model")[["accuracy", "auc"]].agg(
+    ["mean", "std", "min", "max"]).round(3)
 
 # %%
-long = per_fold.melt(id_vars=["model", "fold"], value_vars=["accuracy", "recall",
-                                                             "specificity", "auc"],
+long = per_fold.melt(id_vars=["model", "fold"],
+                     value_vars=["accuracy", "recall", "specificity", "auc"],
                      var_name="metric", value_name="value")
-fig = px.strip(long, x="metric", y="value", color="model", hover_data=["fold"],
+fig = px.strip(long, x="metric", y="value", color="model",
+               hover_data=["fold"],
                title=f"Metrics per patient fold ({DATASET})")
 fig.update_traces(marker_size=10)
 fig.show()
@@ -207,9 +214,11 @@ print("\n".join(patients.lines()))
 patients.macro
 
 # %%
-fig = px.scatter(patients.per_patient, x="patient_id", y="accuracy", color="model", size="n",
+fig = px.scatter(patients.per_patient, x="patient_id", y="accuracy",
+                 color="model", size="n",
                  hover_data=["tp", "fn", "fp", "tn"],
-                 title=f"Slice accuracy per patient (marker size: slices) ({DATASET})")
+                 title="Slice accuracy per patient (marker size: slices) "
+                       f"({DATASET})")
 fig.update_xaxes(tickangle=45)
 fig.show()
 
@@ -225,10 +234,12 @@ fig.show()
 curves = {m: bl.metrics.roc_curve(rows["y_true"], rows["p_tumor"])
           for m, rows in main.groupby("model")}
 bands = {m: bl.stats.roc_confidence_band(rows["y_true"], rows["p_tumor"],
-                                         cluster=rows["patient_id"], n_resamples=500, seed=P.seed)
+                                         cluster=rows["patient_id"],
+                                         n_resamples=500, seed=P.seed)
          for m, rows in main.groupby("model")}
-bl.plots.roc_figure(curves, bands, title=f"ROC curves, patient folds, "
-                                         f"bands resample patients ({DATASET})").show()
+bl.plots.roc_figure(curves, bands,
+                    title=f"ROC curves, patient folds, "
+                          f"bands resample patients ({DATASET})").show()
 
 # %% [markdown]
 # ## The paper's protocol beside the validated one
@@ -244,7 +255,8 @@ if P.compare_protocols:
     both_protocols = bl.study.run_protocol_comparison(P, progress=False)
     display(bl.evaluation_report.protocol_table(both_protocols).round(3))
 else:
-    print(f"Not run in this study (compare_protocols=false): protocol {P.protocol} only.")
+    print("Not run in this study (compare_protocols=false): "
+          f"protocol {P.protocol} only.")
 
 # %% [markdown]
 # ## The leakage experiment
@@ -258,15 +270,17 @@ else:
 # point to a leak in the evaluation itself. Intervals resample patients.
 
 # %% tags=["nbval-check-output"]
-leakage = bl.leakage_report.leakage_table(predictions, [MODEL_A, MODEL_B], **ANALYSIS)
+leakage = bl.leakage_report.leakage_table(predictions, [MODEL_A, MODEL_B],
+                                          **ANALYSIS)
 print(leakage.title(), *leakage.notes(), sep="\n")
 leakage.table
 
 # %%
 if leakage.available:
-    bl.plots.leakage_figure(leakage.frame, leakage.majority_rate,
-                            title=f"Slice split vs patient split, and the shuffled-label "
-                                  f"control; 95% CIs resample patients ({DATASET})").show()
+    bl.plots.leakage_figure(
+        leakage.frame, leakage.majority_rate,
+        title=f"Slice split vs patient split, and the shuffled-label "
+              f"control; 95% CIs resample patients ({DATASET})").show()
 
 # %% [markdown]
 # How much does the slice split inflate the numbers? The same slices are scored under both
@@ -274,7 +288,8 @@ if leakage.available:
 # slices both splits scored, and its interval resamples patients.
 
 # %% tags=["nbval-check-output"]
-inflation = bl.leakage_report.leakage_inflation(predictions, [MODEL_A, MODEL_B], **ANALYSIS)
+inflation = bl.leakage_report.leakage_inflation(
+    predictions, [MODEL_A, MODEL_B], **ANALYSIS)
 print(inflation.title(), *inflation.notes(), sep="\n")
 inflation.frame.round(3)
 
@@ -285,7 +300,8 @@ inflation.frame.round(3)
 print("\n".join(bl.leakage_report.leakage_sentences(leakage, inflation)))
 controls = leakage.controls
 glue_value("controls", len(controls))
-glue_value("controls_above", int(controls["above_chance"].sum()) if len(controls) else 0)
+glue_value("controls_above",
+           int(controls["above_chance"].sum()) if len(controls) else 0)
 glue_value("majority_rate", leakage.majority_rate)
 
 # %% [markdown]
@@ -325,16 +341,20 @@ glue_value("majority_rate", leakage.majority_rate)
 
 # %% tags=["nbval-check-output"]
 if P.institution_holdout and P.evaluation == "cv":
-    travelled, travel_folders = bl.study.run_institution_holdout(P, progress=False)
+    travelled, travel_folders = bl.study.run_institution_holdout(
+        P, progress=False)
     by_fold = bl.external.institution_folds(manifest)
-    unet_dice = bl.masks.evaluate_run(travel_folders["unet"], by_fold).patients
+    unet_dice = bl.masks.evaluate_run(
+        travel_folders["unet"], by_fold).patients
     by_institution = bl.travel_report.institution_table(
         travelled, bl.external.institution_of_fold(by_fold), unet_dice)
     print("\n".join(bl.travel_report.travel_sentences(by_institution)))
     display(bl.travel_report.display_table(by_institution))
-    cross_validated = bl.study.run_models(P, bl.study.all_models(P), progress=False)
+    cross_validated = bl.study.run_models(P, bl.study.all_models(P),
+                                          progress=False)
     display(bl.travel_report.travel_gap(cross_validated, travelled).round(3))
 else:
-    print(f"Not run in this study (institution_holdout={P.institution_holdout}, "
+    print("Not run in this study "
+          f"(institution_holdout={P.institution_holdout}, "
           f"evaluation={P.evaluation}).")
 

@@ -37,17 +37,18 @@ import sys
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 # Parameters (papermill). profile "auto": the paper's `full` profile on Colab with a GPU,
 # the real-data settings when $BRAINLIB_DATA names a kaggle_3m folder, else the phantom
 # `default`. overrides: any study parameter (`python -m brainlib params` lists them).
 profile = "auto"
 overrides = {}
 
-# %% tags=["nbval-ignore-output"]
-import tensorflow as tf  # noqa: F401  (its start-up notices vary from run to run)
+# %% tags=["remove-cell", "nbval-ignore-output"]
+# Imported first and hidden from the book: its start-up notices vary from run to run.
+import tensorflow as tf  # noqa: F401
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -56,19 +57,21 @@ from IPython.display import display
 import brainlib as bl
 
 P, manifest, DATASET = bl.notebook.open_run(globals())
-ROPE = 0.01  # region of practical equivalence: accuracy differences within +-1 point
+ROPE = 0.01  # region of practical equivalence: +-1 accuracy point
 MODEL_A, MODEL_B = P.model_names[:2]  # differences are A - B
-glue_value = bl.notebook.glue_value  # pastes a computed value into the book's prose
-for name, value in (("dataset", DATASET), ("model_a", MODEL_A), ("model_b", MODEL_B),
-                    ("rope", ROPE)):
+glue_value = bl.notebook.glue_value  # pastes a value into the book's prose
+for name, value in (("dataset", DATASET), ("model_a", MODEL_A),
+                    ("model_b", MODEL_B), ("rope", ROPE)):
     glue_value(name, value)
 
 # %% tags=["nbval-ignore-output"]
-# Reads the finished predictions when the training chapter has run; trains them otherwise.
+# Reads the finished predictions when the training chapter has run;
+# trains them otherwise.
 predictions = bl.study.run_models(P)
 comparison = bl.comparison_report.compare_models(
-    predictions, MODEL_A, MODEL_B, rope=ROPE, n_resamples=bl.report.PATIENT_RESAMPLES,
-    seed=P.seed, cache_dir=bl.report.cache_dir(P.run_dir))
+    predictions, MODEL_A, MODEL_B, rope=ROPE,
+    n_resamples=bl.report.PATIENT_RESAMPLES, seed=P.seed,
+    cache_dir=bl.report.cache_dir(P.run_dir))
 
 # %% [markdown]
 # Every result of the first part is on the **{glue:text}`dataset`** dataset (the run card
@@ -94,8 +97,8 @@ comparison = bl.comparison_report.compare_models(
 # %% tags=["nbval-check-output"]
 glue_value("n_slices", comparison.n_slices)
 glue_value("n_patients", comparison.n_patients)
-primary = bl.primary.primary_endpoint(comparison.paired, n_resamples=bl.report.PATIENT_RESAMPLES,
-                                      seed=P.seed)
+primary = bl.primary.primary_endpoint(
+    comparison.paired, n_resamples=bl.report.PATIENT_RESAMPLES, seed=P.seed)
 print("\n".join(primary.sentences()))
 primary.to_frame().round(4)
 
@@ -134,7 +137,8 @@ comparison.counts
 
 # %% tags=["nbval-check-output"]
 mcnemar = comparison.mcnemar
-for name in ("b", "c", "pvalue", "difference", "ci_low", "ci_high", "accuracy_a", "accuracy_b"):
+for name in ("b", "c", "pvalue", "difference", "ci_low", "ci_high",
+             "accuracy_a", "accuracy_b"):
     glue_value(f"mcnemar_{name}", float(getattr(mcnemar, name)))
 comparison.mcnemar_methods.drop(columns=["model_a", "model_b"]).round(4)
 
@@ -164,7 +168,8 @@ comparison.mcnemar_methods.drop(columns=["model_a", "model_b"]).round(4)
 clustered_mcnemar = bl.stats.clustered_mcnemar_methods(comparison.paired)
 for row in clustered_mcnemar.itertuples():
     glue_value(f"mcnemar_{row.method}_p", float(row.pvalue))
-clustered_mcnemar[["method", "unit", "b", "c", "n", "statistic", "pvalue"]].round(4)
+clustered_mcnemar[["method", "unit", "b", "c", "n", "statistic",
+                   "pvalue"]].round(4)
 
 # %% [markdown]
 # Slice-level exact p = {glue:text}`mcnemar_exact_p:.3g`; with the patient as the unit,
@@ -189,9 +194,11 @@ comparison.intervals.round(3)
 
 # %%
 for name in ("estimate", "ci_low", "ci_high"):
-    glue_value(f"boot_accuracy_{name}", float(comparison.accuracy_patients[name]))
+    glue_value(f"boot_accuracy_{name}",
+               float(comparison.accuracy_patients[name]))
 bl.plots.forest_figure(
-    comparison.differences.sort_values(["metric", "unit"]), label="label", rope=ROPE,
+    comparison.differences.sort_values(["metric", "unit"]),
+    label="label", rope=ROPE,
     title=f"{MODEL_A} - {MODEL_B}, 95% bootstrap CIs ({DATASET})").show()
 
 # %% [markdown]
@@ -214,11 +221,14 @@ bl.plots.forest_figure(
 # independent trials, so its intervals are too narrow for patients.
 
 # %% tags=["nbval-check-output"]
-comparison.posteriors.drop(columns=["scheme", "control", "alpha", "beta"], errors="ignore").round(4)
+comparison.posteriors.drop(columns=["scheme", "control", "alpha", "beta"],
+                           errors="ignore").round(4)
 
 # %%
-bl.plots.posterior_figure(comparison.beta_posteriors, title=f"Beta posteriors, uniform prior, "
-                          f"slices as independent trials ({DATASET})").show()
+bl.plots.posterior_figure(
+    comparison.beta_posteriors,
+    title=f"Beta posteriors, uniform prior, "
+          f"slices as independent trials ({DATASET})").show()
 
 # %% [markdown]
 # **The difference, slices paired (Dirichlet).** Each slice falls in one of four cells:
@@ -233,17 +243,22 @@ bl.plots.posterior_figure(comparison.beta_posteriors, title=f"Beta posteriors, u
 # Bayesian twin of the patient bootstrap above.
 
 # %% tags=["nbval-check-output"]
-by_slices, by_patients = comparison.slice_posterior, comparison.patient_posterior
+by_slices, by_patients = (comparison.slice_posterior,
+                          comparison.patient_posterior)
 for name, result in (("slices", by_slices), ("patients", by_patients)):
-    for field in ("p_a_better", "p_rope", "ci_low", "ci_high", "mean_difference"):
-        glue_value(f"posterior_{name}_{field}", float(getattr(result, field)))
-pd.concat([by_slices.to_frame(), by_patients.to_frame()], ignore_index=True).drop(
-    columns=["model_a", "model_b"]).round(3)
+    for field in ("p_a_better", "p_rope", "ci_low", "ci_high",
+                  "mean_difference"):
+        glue_value(f"posterior_{name}_{field}",
+                   float(getattr(result, field)))
+pd.concat([by_slices.to_frame(), by_patients.to_frame()],
+          ignore_index=True).drop(columns=["model_a", "model_b"]).round(3)
 
 # %%
 bl.plots.posterior_figure(
-    {"slices paired (Dirichlet)": by_slices, "patients (Bayesian bootstrap)": by_patients},
-    rope=ROPE, title=f"Posterior of accuracy {MODEL_A} - {MODEL_B} ({DATASET})").show()
+    {"slices paired (Dirichlet)": by_slices,
+     "patients (Bayesian bootstrap)": by_patients},
+    rope=ROPE,
+    title=f"Posterior of accuracy {MODEL_A} - {MODEL_B} ({DATASET})").show()
 
 # %% [markdown]
 # With slices as the unit, P({glue:text}`model_a` better) =
@@ -268,8 +283,8 @@ glue_value("delong_difference", float(delong.difference))
 glue_value("delong_p", float(delong.pvalue))
 glue_value("delong_clustered_p", float(delong_clustered.pvalue))
 glue_value("delong_se_ratio", float(delong_clustered.se / delong.se))
-comparison.auc_tests[["method", "auc_a", "auc_b", "difference", "se", "pvalue", "ci_low",
-                      "ci_high", "n_clusters"]].round(4)
+comparison.auc_tests[["method", "auc_a", "auc_b", "difference", "se",
+                      "pvalue", "ci_low", "ci_high", "n_clusters"]].round(4)
 
 # %% [markdown]
 # The AUC difference is {glue:text}`delong_difference:+.3f`: p =
@@ -290,22 +305,29 @@ comparison.auc_tests[["method", "auc_a", "auc_b", "difference", "se", "pvalue", 
 
 # %% tags=["nbval-check-output"]
 fold_accuracy = comparison.fold_tests.get("accuracy")
-print(f"{len(comparison.fold_tests)} metrics tested across {comparison.n_folds} folds"
-      + "".join(f"\n  not tested: {m}: {why}" for m, why in comparison.fold_skipped.items()))
-glue_value("fold_accuracy_p", fold_accuracy.corrected_ttest.pvalue if fold_accuracy else np.nan)
-glue_value("fold_accuracy_p_a_better", fold_accuracy.bayesian.p_a_better if fold_accuracy
-           else np.nan)
+print(f"{len(comparison.fold_tests)} metrics tested across "
+      f"{comparison.n_folds} folds"
+      + "".join(f"\n  not tested: {m}: {why}"
+                for m, why in comparison.fold_skipped.items()))
+glue_value("fold_accuracy_p",
+           fold_accuracy.corrected_ttest.pvalue if fold_accuracy else np.nan)
+glue_value("fold_accuracy_p_a_better",
+           fold_accuracy.bayesian.p_a_better if fold_accuracy else np.nan)
 glue_value("n_folds", comparison.n_folds)
-comparison.fold_table.drop(columns=["model_a", "model_b"], errors="ignore").round(4)
+comparison.fold_table.drop(columns=["model_a", "model_b"],
+                           errors="ignore").round(4)
 
 # %% tags=["nbval-check-output"]
-fold_accuracy.per_fold.round(4) if fold_accuracy else "needs at least 2 folds"
+(fold_accuracy.per_fold.round(4) if fold_accuracy
+ else "needs at least 2 folds")
 
 # %%
 if fold_accuracy:
     bl.plots.t_posterior_figure(fold_accuracy.bayesian, rope=ROPE, title=(
-        f"Bayesian correlated t-test, accuracy, {comparison.n_folds} folds ({DATASET})"),
-        label=f"mean accuracy difference per fold, {MODEL_A} - {MODEL_B}").show()
+        "Bayesian correlated t-test, accuracy, "
+        f"{comparison.n_folds} folds ({DATASET})"),
+        label="mean accuracy difference per fold, "
+              f"{MODEL_A} - {MODEL_B}").show()
 
 # %% [markdown]
 # On accuracy, the corrected t-test over {glue:text}`n_folds` folds gives p =
@@ -327,7 +349,8 @@ rejected = comparison.rejected
 for key, family in (("slices", "slice-level (McNemar, DeLong)"),
                     ("folds", "fold-level (corrected t)")):
     glue_value(f"holm_rejected_{key}", rejected.get(family, 0))
-    glue_value(f"holm_tests_{key}", int((holm.index.get_level_values("family") == family).sum()))
+    glue_value(f"holm_tests_{key}",
+               int((holm.index.get_level_values("family") == family).sum()))
 holm.droplevel("row").round(4)
 
 # %% [markdown]
@@ -345,7 +368,8 @@ holm.droplevel("row").round(4)
 # %% tags=["nbval-check-output"]
 if len(P.training_seeds) > 1:
     by_seed = bl.study.run_seed_repeats(P, progress=False)
-    display(bl.comparison_report.seed_spread(by_seed, MODEL_A, MODEL_B).round(3))
+    display(bl.comparison_report.seed_spread(
+        by_seed, MODEL_A, MODEL_B).round(3))
 else:
     print(f"One training seed only ({P.seed}); `repeat_seeds` adds more.")
 
@@ -371,8 +395,8 @@ glue_value("dataset_no_tumor", bl.audit.DATASET_NO_TUMOR)
 glue_value("validation_fraction", bl.audit.VALIDATION_FRACTION)
 glue_value("orientation", str(chosen))
 print(f"reading that matches the dataset's class totals: {chosen}")
-audit.totals[["model", "orientation", "tp", "fp", "fn", "tn", "n", "true_tumor",
-              "true_no_tumor", "matches_dataset"]]
+audit.totals[["model", "orientation", "tp", "fp", "fn", "tn", "n",
+              "true_tumor", "true_no_tumor", "matches_dataset"]]
 
 # %% [markdown]
 # The reading that matches: **{glue:text}`orientation`**. The other would give the two
@@ -388,7 +412,8 @@ audit.totals[["model", "orientation", "tp", "fp", "fn", "tn", "n", "true_tumor",
 # %% tags=["nbval-check-output"]
 coverage = audit.coverage
 glue_value("paper_share", float(coverage["share_of_dataset"].min()))
-glue_value("paper_validation_slices", float(coverage["validation_slices_at_split"].iloc[0]))
+glue_value("paper_validation_slices",
+           float(coverage["validation_slices_at_split"].iloc[0]))
 coverage
 
 # %% [markdown]
@@ -411,7 +436,8 @@ coverage
 audit.rounding
 
 # %% tags=["nbval-check-output"]
-table_iv = audit.table_iv[audit.table_iv["orientation"] == chosen].drop(columns="orientation")
+table_iv = audit.table_iv[audit.table_iv["orientation"] == chosen].drop(
+    columns="orientation")
 table_iv.round(3)
 
 # %% tags=["nbval-check-output"]
@@ -425,7 +451,8 @@ glue_value("table_iv_truncated", int(scores["matches_truncated"]))
 glue_value("table_iv_rounded", int(scores["matches_rounded"]))
 glue_value("f1_models", int((f1["source"] == "counts").sum()))
 glue_value("f1_from_counts", int(reproduced[f1["source"] == "counts"].sum()))
-glue_value("f1_from_printed", int(reproduced[f1["source"] != "counts"].sum()))
+glue_value("f1_from_printed",
+           int(reproduced[f1["source"] != "counts"].sum()))
 
 # %% [markdown]
 # The findings above are written by the audit from its computed values. Of the
@@ -446,7 +473,7 @@ glue_value("f1_from_printed", int(reproduced[f1["source"] != "counts"].sum()))
 # all too narrow for what is really a sample of patients).
 
 # %% tags=["nbval-check-output"]
-PAPER_PRIOR = bl.stats.DEFAULT_PRIOR  # the same uniform prior as every posterior here
+PAPER_PRIOR = bl.stats.DEFAULT_PRIOR  # uniform, as for every posterior here
 paper_counts = {model: bl.audit.read_table(cells, chosen)
                 for model, cells in bl.audit.PRINTED_TABLES.items()}
 bl.audit.paper_intervals(paper_counts, prior=PAPER_PRIOR).round(4)
@@ -465,7 +492,8 @@ print(allowed.note)
 pvalue_range = allowed.pvalue_range()
 for method in ("exact", "midp", "chi2", "chi2_corrected"):
     for end in ("min", "max"):
-        glue_value(f"paper_p_{method}_{end}", float(pvalue_range.loc[method, end]))
+        glue_value(f"paper_p_{method}_{end}",
+                   float(pvalue_range.loc[method, end]))
 frame = allowed.to_frame()
 glue_value("paper_both_wrong_min", int(frame["both_wrong"].min()))
 glue_value("paper_both_wrong_max", int(frame["both_wrong"].max()))
@@ -476,15 +504,21 @@ pvalue_range.map(lambda p: f"{p:.3g}")
 
 # %% tags=["nbval-check-output"]
 frame.assign(**{m: frame[m].map(lambda p: f"{p:.3g}")
-                for m in ("exact", "midp", "chi2", "chi2_corrected")}).round(4)
+                for m in ("exact", "midp", "chi2",
+                          "chi2_corrected")}).round(4)
 
 # %%
-long = frame.melt(id_vars="both_wrong", value_vars=["exact", "midp", "chi2", "chi2_corrected"],
+long = frame.melt(id_vars="both_wrong",
+                  value_vars=["exact", "midp", "chi2", "chi2_corrected"],
                   var_name="McNemar", value_name="p-value")
-fig = px.line(long, x="both_wrong", y="p-value", color="McNemar", markers=True, log_y=True,
-              title="McNemar p-values the paper's Tables II-III allow (the paper's counts)",
-              labels={"both_wrong": "slices both models got wrong (not reported)"})
-fig.add_hline(y=0.05, line_dash="dot", line_color="grey", annotation_text="p = 0.05")
+fig = px.line(long, x="both_wrong", y="p-value", color="McNemar",
+              markers=True, log_y=True,
+              title="McNemar p-values the paper's Tables II-III allow "
+                    "(the paper's counts)",
+              labels={"both_wrong": "slices both models got wrong "
+                                    "(not reported)"})
+fig.add_hline(y=0.05, line_dash="dot", line_color="grey",
+              annotation_text="p = 0.05")
 fig.update_yaxes(exponentformat="e")
 fig.show()
 
@@ -503,7 +537,8 @@ fig.show()
 # produces.
 
 # %% tags=["nbval-check-output"]
-print("\n".join(bl.comparison_report.conclusions(comparison, primary, audit, DATASET)))
+print("\n".join(bl.comparison_report.conclusions(
+    comparison, primary, audit, DATASET)))
 
 # %% [markdown]
 # In plain words:

@@ -32,17 +32,18 @@ import sys
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 # Parameters (papermill). profile "auto": the paper's `full` profile on Colab with a GPU,
 # the real-data settings when $BRAINLIB_DATA names a kaggle_3m folder, else the phantom
 # `default`. overrides: any study parameter (`python -m brainlib params` lists them).
 profile = "auto"
 overrides = {}
 
-# %% tags=["nbval-ignore-output"]
-import tensorflow as tf  # noqa: F401  (its start-up notices vary from run to run)
+# %% tags=["remove-cell", "nbval-ignore-output"]
+# Imported first and hidden from the book: its start-up notices vary from run to run.
+import tensorflow as tf  # noqa: F401
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -63,11 +64,15 @@ P, manifest, DATASET = bl.notebook.open_run(globals())
 
 # %%
 as_read = bl.pipeline.load_images(manifest, P.unet_image_size)
-rescaled = bl.transform.normalize_volumes(as_read, manifest["patient_id"].to_numpy())
-spread = bl.segmentation_report.head_intensity_spread(as_read, rescaled, manifest)
-fig = px.strip(spread.per_patient, x="sequence", y="relative to the mean", color="institution",
-               facet_col="version", hover_data=["patient_id"],
-               title=f"90th percentile of each patient's head per sequence ({DATASET})")
+rescaled = bl.transform.normalize_volumes(
+    as_read, manifest["patient_id"].to_numpy())
+spread = bl.segmentation_report.head_intensity_spread(
+    as_read, rescaled, manifest)
+fig = px.strip(spread.per_patient, x="sequence", y="relative to the mean",
+               color="institution", facet_col="version",
+               hover_data=["patient_id"],
+               title="90th percentile of each patient's head per sequence "
+                     f"({DATASET})")
 fig.show()
 spread.spread.round(2)
 
@@ -94,13 +99,14 @@ print(bl.study.segmentation_config(P))
 classifier_predictions = bl.study.run_models(P)
 unet_predictions = bl.study.run_models(P, ["unet"])
 folder = bl.study.model_dir(P, "unet")
-three = pd.concat([bl.report.main_predictions(classifier_predictions), unet_predictions],
-                  ignore_index=True)
+three = pd.concat([bl.report.main_predictions(classifier_predictions),
+                   unet_predictions], ignore_index=True)
 
 # %%
 histories = bl.study.read_histories(P, ["unet"])
 bl.plots.learning_curves_figure(histories, quantities=("loss",), title=(
-    f"U-Net learning curves per patient fold, Dice + cross-entropy loss ({DATASET})")).show()
+    "U-Net learning curves per patient fold, Dice + cross-entropy loss "
+    f"({DATASET})")).show()
 
 # %% [markdown]
 # ## How good are the masks? (eqs. 15-17)
@@ -113,15 +119,19 @@ bl.plots.learning_curves_figure(histories, quantities=("loss",), title=(
 
 # %% tags=["nbval-check-output"]
 raw = bl.masks.evaluate_run(folder, manifest)
-largest = bl.masks.evaluate_run(folder, manifest, keep_largest_component=True)
-pd.concat({"raw masks": raw.to_frame(), "largest component": largest.to_frame()}).round(3)
+largest = bl.masks.evaluate_run(folder, manifest,
+                                keep_largest_component=True)
+pd.concat({"raw masks": raw.to_frame(),
+           "largest component": largest.to_frame()}).round(3)
 
 # %% tags=["nbval-check-output"]
 tumor_patients = raw.patients[raw.patients["n_tumor_slices"] > 0]
-interval = bl.segmetrics.mean_dice_interval(tumor_patients["dice"], seed=P.seed)
-steady = bl.segmetrics.mean_dice_interval(tumor_patients["dice"], seed=P.seed,
-                                          method="percentile")
-print(f"mean per-patient Dice ({DATASET}, patients with a tumor): {interval.mean:.3f}, "
+interval = bl.segmetrics.mean_dice_interval(tumor_patients["dice"],
+                                            seed=P.seed)
+steady = bl.segmetrics.mean_dice_interval(tumor_patients["dice"],
+                                          seed=P.seed, method="percentile")
+print(f"mean per-patient Dice ({DATASET}, patients with a tumor): "
+      f"{interval.mean:.3f}, "
       f"95% CI {interval.ci_low:.3f}-{interval.ci_high:.3f} BCa, "
       f"{steady.ci_low:.3f}-{steady.ci_high:.3f} percentile "
       f"(one bootstrap of {interval.n_patients} patients)")
@@ -144,7 +154,8 @@ fig.show()
 # %%
 slices = raw.slices[raw.slices["tumor_slice"]]
 fig = px.scatter(slices, x="true_pixels", y="dice", log_x=True, opacity=0.5,
-                 title=f"Dice against tumor area per tumor slice ({DATASET})",
+                 title="Dice against tumor area per tumor slice "
+                       f"({DATASET})",
                  labels={"true_pixels": "true tumor area, pixels"})
 fig.show()
 
@@ -166,11 +177,15 @@ for label, patient in (("best", scored["patient_id"].iloc[-1]),
                        ("worst", scored["patient_id"].iloc[0])):
     own = rows[rows["patient_id"] == patient]
     position = own["tumor_pixels"].idxmax()
-    image = bl.pipeline.load_images(rows.loc[[position]], predicted.shape[1])[0]
-    true = bl.pipeline.load_masks(rows.loc[[position]], predicted.shape[1])[0] > 0
+    image = bl.pipeline.load_images(rows.loc[[position]],
+                                    predicted.shape[1])[0]
+    true = bl.pipeline.load_masks(rows.loc[[position]],
+                                  predicted.shape[1])[0] > 0
     tile = bl.eda.overlay(image, true, color=(255, 40, 40))
-    tiles.append(bl.eda.overlay(tile, predicted[position], color=(40, 90, 255)))
-    names.append(f"{label}: {patient}, slice {rows.loc[position, 'slice_number']}")
+    tiles.append(bl.eda.overlay(tile, predicted[position],
+                                color=(40, 90, 255)))
+    names.append(f"{label}: {patient}, "
+                 f"slice {rows.loc[position, 'slice_number']}")
 fig = px.imshow(np.concatenate(tiles, axis=1),
                 title=f"{' | '.join(names)} ({DATASET})")
 fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
@@ -187,7 +202,8 @@ fig.show()
 # scores each fold saved).
 
 # %% tags=["nbval-check-output"]
-bl.segmentation_report.auc_by_fold(bl.masks.read_slice_scores(folder)).round(3)
+bl.segmentation_report.auc_by_fold(
+    bl.masks.read_slice_scores(folder)).round(3)
 
 # %% [markdown]
 # ## Three classifiers on the same slices
@@ -197,11 +213,12 @@ bl.segmentation_report.auc_by_fold(bl.masks.read_slice_scores(folder)).round(3)
 # DeLong tests of the AUCs, clustered by patient.
 
 # %% tags=["nbval-check-output"]
-bl.metrics.metrics_table(three, by=("model",)).drop(columns=["note"]).round(3)
+bl.metrics.metrics_table(three, by=("model",)).drop(
+    columns=["note"]).round(3)
 
 # %% tags=["nbval-check-output"]
-bl.segmentation_report.three_way_comparison(three, "unet", P.model_names).round(
-    {"accuracy difference": 3, "AUC difference": 3})
+(bl.segmentation_report.three_way_comparison(three, "unet", P.model_names)
+ .round({"accuracy difference": 3, "AUC difference": 3}))
 
 # %% [markdown]
 # ## What the masks are worth
@@ -214,4 +231,6 @@ bl.segmentation_report.three_way_comparison(three, "unet", P.model_names).round(
 
 # %% tags=["nbval-check-output"]
 print("\n".join(bl.segmentation_report.worth_sentences(
-    bl.segmentation_report.three_way_comparison(three, "unet", P.model_names), DATASET)))
+    bl.segmentation_report.three_way_comparison(three, "unet",
+                                                P.model_names),
+    DATASET)))

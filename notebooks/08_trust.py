@@ -37,17 +37,18 @@ import sys
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "git+https://github.com/brainlib-study/resnet-lgg-book@main"], check=True)
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "remove-cell"]
 # Parameters (papermill). profile "auto": the paper's `full` profile on Colab with a GPU,
 # the real-data settings when $BRAINLIB_DATA names a kaggle_3m folder, else the phantom
 # `default`. overrides: any study parameter (`python -m brainlib params` lists them).
 profile = "auto"
 overrides = {}
 
-# %% tags=["nbval-ignore-output"]
-import tensorflow as tf  # noqa: F401  (its start-up notices vary from run to run)
+# %% tags=["remove-cell", "nbval-ignore-output"]
+# Imported first and hidden from the book: its start-up notices vary from run to run.
+import tensorflow as tf  # noqa: F401
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -84,18 +85,22 @@ glue_value("dataset", DATASET)
 # %% tags=["nbval-ignore-output"]
 predictions, heatmap_scores = bl.study.run_trust_analyses(P)
 rows = bl.trust_report.trust_predictions(predictions, MODELS)
-print(f"uncertainty columns: {', '.join(bl.trust_report.MEASURES)}, p_mean, temperature, "
-      f"p_calibrated; {P.mc_passes} MC dropout passes per classifier slice, "
+print(f"uncertainty columns: {', '.join(bl.trust_report.MEASURES)}, "
+      "p_mean, temperature, p_calibrated; "
+      f"{P.mc_passes} MC dropout passes per classifier slice, "
       f"{len(bl.uncertainty.TTA_VIEWS)} views per U-Net slice")
 
 # %% tags=["nbval-check-output"]
-rows.groupby("model")[["p_tumor", "p_mean", *bl.trust_report.MEASURES]].mean().round(3)
+rows.groupby("model")[["p_tumor", "p_mean",
+                       *bl.trust_report.MEASURES]].mean().round(3)
 
 # %%
-fig = px.histogram(rows.assign(call=np.where(rows["y_pred"] == rows["y_true"], "right", "wrong")),
-                   x="entropy", color="call", facet_col="model", barmode="overlay",
-                   histnorm="probability", nbins=30,
-                   title=f"Predictive entropy of right and wrong calls ({DATASET})")
+fig = px.histogram(
+    rows.assign(call=np.where(rows["y_pred"] == rows["y_true"],
+                              "right", "wrong")),
+    x="entropy", color="call", facet_col="model", barmode="overlay",
+    histnorm="probability", nbins=30,
+    title=f"Predictive entropy of right and wrong calls ({DATASET})")
 fig.update_layout(margin=dict(t=90))
 fig.show()
 
@@ -118,13 +123,15 @@ fig.show()
 # %% tags=["nbval-check-output"]
 calibration = bl.trust_report.calibration_table(rows, MODELS, seed=P.seed)
 if not bl.trust_report.has_temperature(rows):
-    print("no temperature fitted: this run's protocol keeps no inner-validation patients")
+    print("no temperature fitted: "
+          "this run's protocol keeps no inner-validation patients")
 calibration.round(3)
 
 # %%
 bands = bl.trust_report.reliability_bands(rows, MODELS, seed=P.seed)
 bl.trust_report.reliability_figure(
-    bands, f"Reliability per model, as trained and temperature-scaled ({DATASET})").show()
+    bands, "Reliability per model, as trained and temperature-scaled "
+           f"({DATASET})").show()
 
 # %% tags=["nbval-check-output"]
 print("\n".join(bl.trust_report.calibration_sentences(calibration)))
@@ -140,9 +147,11 @@ print("\n".join(bl.trust_report.calibration_sentences(calibration)))
 # %% tags=["nbval-ignore-output"]
 referral = bl.trust_report.referral_table(rows, MODELS, seed=P.seed)
 bl.trust_report.referral_figure(
-    referral, f"Accuracy on the slices kept as the most uncertain are referred ({DATASET})").show()
+    referral, "Accuracy on the slices kept as the most uncertain are "
+              f"referred ({DATASET})").show()
 bl.trust_report.referral_figure(
-    referral, f"AUC on the slices kept as the most uncertain are referred ({DATASET})",
+    referral, "AUC on the slices kept as the most uncertain are referred "
+              f"({DATASET})",
     metric="AUC").show()
 
 # %% tags=["nbval-check-output"]
@@ -169,10 +178,13 @@ print("\n".join(bl.trust_report.referral_sentences(referral, errors)))
 # %%
 unet_folder = bl.study.model_dir(P, "unet")
 unet_eval = bl.masks.evaluate_run(unet_folder, manifest)
-ranked = unet_eval.patients[unet_eval.patients["n_tumor_slices"] > 0].sort_values("dice")
+ranked = (unet_eval.patients[unet_eval.patients["n_tumor_slices"] > 0]
+          .sort_values("dice"))
 bl.trust_report.uncertainty_overlay_figure(
-    P, manifest, [ranked["patient_id"].iloc[-1], ranked["patient_id"].iloc[0]],
-    f"U-Net: slice, masks and pixel entropy; best and worst patient ({DATASET})"
+    P, manifest,
+    [ranked["patient_id"].iloc[-1], ranked["patient_id"].iloc[0]],
+    "U-Net: slice, masks and pixel entropy; best and worst patient "
+    f"({DATASET})"
 ).show()
 
 # %% [markdown]
@@ -195,9 +207,11 @@ bl.trust_report.uncertainty_overlay_figure(
 
 # %% tags=["nbval-check-output"]
 gradcam = bl.trust_report.gradcam_table(heatmap_scores, seed=P.seed)
-dice = bl.segmetrics.mean_dice_interval(ranked["dice"], seed=P.seed, method="percentile")
+dice = bl.segmetrics.mean_dice_interval(ranked["dice"], seed=P.seed,
+                                        method="percentile")
 print(f"U-Net mean volume Dice, patients with a tumor: {dice.mean:.3f} "
-      f"[{dice.ci_low:.3f}, {dice.ci_high:.3f}] (percentile, patients resampled)")
+      f"[{dice.ci_low:.3f}, {dice.ci_high:.3f}] "
+      "(percentile, patients resampled)")
 gradcam.drop(columns=[c for c in gradcam.columns if c.endswith(" value")])
 
 # %% tags=["nbval-check-output"]
@@ -208,9 +222,11 @@ print("\n".join(bl.trust_report.gradcam_sentences(gradcam, cells)))
 per_patient = bl.trust_report.gradcam_patients(heatmap_scores)
 fig = px.scatter(per_patient, x="baseline", y="energy_inside", color="model",
                  size="tumor_slices", hover_data=["patient_id", "pointing"],
-                 title=f"Energy inside the tumor per patient against the baseline ({DATASET})")
+                 title="Energy inside the tumor per patient against the "
+                       f"baseline ({DATASET})")
 fig.add_shape(type="line", x0=0, y0=0, x1=per_patient["baseline"].max(),
-              y1=per_patient["baseline"].max(), line=dict(dash="dot", color="grey"))
+              y1=per_patient["baseline"].max(),
+              line=dict(dash="dot", color="grey"))
 fig.update_layout(margin=dict(t=90))
 fig.show()
 
@@ -221,5 +237,6 @@ fig.show()
 
 # %%
 bl.trust_report.heatmap_overlay_figure(
-    P, manifest, per_patient, f"Grad-CAM heatmaps, best and worst patient per model ({DATASET})"
+    P, manifest, per_patient,
+    f"Grad-CAM heatmaps, best and worst patient per model ({DATASET})"
 ).show()

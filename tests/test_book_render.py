@@ -1,9 +1,11 @@
-"""The built book renders offline in headless Chromium, and its Colab buttons point at the notebooks.
+"""The book as its reader sees it: the reader's check (`brainlib.bookcheck`) passes on the
+book of the reference notebooks, and finds each kind of problem it looks for.
 
-The browser test never builds the book nor installs a browser: it skips unless `make book`
-has run and a Chromium is on PATH (`apt-get install chromium`). The DOM helpers are tested
-on small pages with no browser.
+The browser tests skip without a Chromium on PATH (`apt-get install chromium`); the book
+they read is built here from the reference notebooks (`book.reference_run`), so a clean
+clone checks it without running the study. The DOM helpers are tested with no browser.
 """
+import re
 import shutil
 from pathlib import Path
 
@@ -11,9 +13,10 @@ import pytest
 
 from brainlib import bookcheck
 
-HTML_DIR = bookcheck.DEFAULT_HTML_DIR
-CHAPTER = "notebooks/02_data.html"
-SCREENSHOT = bookcheck.REPO_ROOT / "_build" / "screenshots" / "02_data.png"
+CODE_LINE_LIMIT = 77
+"""Characters a code line of a chapter may have: the built book's code box is 684 px wide
+at the reader's check's 1280 px window, and a line of 78 characters (8.4 px each and the
+box's padding) already overflows it (measured by `bookcheck.read_pages`)."""
 
 # plotly.js is embedded in every chapter, so its source mentions these class names even
 # when it never ran: a static page must not count as rendered.
@@ -66,103 +69,135 @@ def test_project_config_has_colab_buttons():
     assert link.endswith("/notebooks/02_data.ipynb")
 
 
-@pytest.fixture(scope="module")
-def built_chapter() -> Path:
+def needs_chromium():
     if bookcheck.find_chromium() is None:
         pytest.skip("no Chromium on PATH (tried " + ", ".join(bookcheck.CHROMIUM_NAMES)
                     + "; apt-get install chromium, or set BRAINLIB_CHROMIUM)")
-    if not HTML_DIR.is_dir():
-        pytest.skip(f"the book is not built ({HTML_DIR} missing): run `make study` and "
-                    "`make book` first")
-    page = HTML_DIR / CHAPTER
-    if not page.is_file():
-        pytest.skip(f"the built book has no {CHAPTER}: rebuild it with `make book`")
-    return page
 
 
 @pytest.fixture(scope="module")
-def rendered_dom(built_chapter) -> str:
-    return bookcheck.render_dom(built_chapter)
-
-
-@pytest.mark.slow
-def test_plotly_figures_render_offline(rendered_dom, built_chapter):
-    figures = bookcheck.plotly_figures(rendered_dom)
-    assert figures.figures > 0, f"{built_chapter} has no plotly figure"
-    assert bookcheck.plotly_rendered(rendered_dom), (
-        f"{figures} in {built_chapter} with the network disabled")
-
-
-@pytest.mark.slow
-def test_colab_button_points_at_paired_notebook(rendered_dom, built_chapter):
-    assert bookcheck.colab_link(rendered_dom) == bookcheck.expected_colab_link("notebooks/02_data"), (
-        f"Colab launch button of {built_chapter}")
-
-
-@pytest.mark.slow
-def test_screenshot(built_chapter):
-    png = bookcheck.screenshot(built_chapter, SCREENSHOT)
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from PIL import Image
-
-    with Image.open(png) as image:
-        assert image.size == bookcheck.WINDOW_SIZE
-        # A blank page is one colour; a rendered chapter has text, code and figures.
-        assert len(image.convert("RGB").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 100
-
-
-@pytest.mark.slow
-def test_equations_render_offline(built_chapter):
-    page = HTML_DIR / bookcheck.DEFAULT_MATH_CHAPTER
-    found = bookcheck.equations(bookcheck.render_dom(page))
-    assert found.all_typeset, f"{found} in {page} with the network disabled"
-
-
-def test_equations_counts_math_typeset_and_tex_errors():
-    raw = '<p><span class="math notranslate nohighlight">\\(x\\)</span></p>'
-    assert bookcheck.equations(raw) == bookcheck.Equations(1, 0, 0)
-    assert not bookcheck.equations(raw).all_typeset  # raw TeX: MathJax never ran
-    typeset = ('<span class="math notranslate nohighlight"><mjx-container class="MathJax">'
-               '</mjx-container></span><div class="math notranslate nohighlight">'
-               '<mjx-container><mjx-merror></mjx-merror></mjx-container></div>')
-    found = bookcheck.equations(typeset + "<style>mjx-merror { color: red }</style>")
-    assert found == bookcheck.Equations(2, 2, 1) and not found.all_typeset
-    assert bookcheck.equations(typeset.replace("<mjx-merror></mjx-merror>", "")).all_typeset
-
-
-@pytest.mark.slow
-def test_a_page_built_with_the_project_config_typesets_equations_offline(tmp_path):
-    """Builds one chapter (the reference 01_equations notebook) with the project's
-    `_config.yml` and the book's own MathJax, then opens it with the network refused: the
-    offline-math setup is tested even where no study has built the whole book."""
-    if bookcheck.find_chromium() is None:
-        pytest.skip("no Chromium on PATH (apt-get install chromium, or set BRAINLIB_CHROMIUM)")
+def reference_book(tmp_path_factory) -> Path:
+    """The book of the reference notebooks, built as `make book` builds a run's."""
+    needs_chromium()
     pytest.importorskip("jupyter_book")
-    import subprocess
-    import sys
+    from brainlib import book
+
+    root = tmp_path_factory.mktemp("reference-book")
+    run_dir = book.reference_run(root / "run")
+    return book.build_book(run_dir, root / "build").parent
+
+
+@pytest.fixture(scope="module")
+def reader_check(reference_book, tmp_path_factory):
+    return bookcheck.check_book(reference_book,
+                                screenshot_dir=tmp_path_factory.mktemp("screenshots"))
+
+
+@pytest.mark.slow
+def test_the_reference_book_passes_the_readers_check(reader_check):
+    assert reader_check.ok, reader_check.summary()
+
+
+@pytest.mark.slow
+def test_the_readers_check_reads_every_chapter_and_screenshots_it(reader_check):
+    from brainlib.study import notebook_sources
+
+    read = {reading.page: reading for reading in reader_check.readings}
+    for source in notebook_sources():
+        reading = read[f"notebooks/{source.stem}.html"]
+        assert reading.screenshots and all(png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+                                           for png in reading.screenshots)
+    assert read["notebooks/02_data.html"].figures.all_drawn
+    assert read["notebooks/01_equations.html"].equations.all_typeset
+    assert {"book/run.html", "book/intro.html"} <= set(read)
+
+
+@pytest.mark.slow
+def test_the_run_card_is_a_table_on_every_page_that_shows_it(reference_book):
+    from brainlib.study import notebook_sources
+
+    shown = [s.stem for s in notebook_sources() if "open_run(globals())" in s.read_text()]
+    assert len(shown) >= 6
+    for stem in shown + ["../book/run"]:
+        html = (reference_book / "notebooks" / f"{stem}.html").resolve().read_text()
+        card = html[html.index("Run card"):]
+        table = re.search(r"<table.*?</table>", card, re.S)
+        assert table and re.search(r"<td[^>]*>(<p>)?profile(</p>)?</td>", table.group(0)), stem
+
+
+def test_the_readers_check_finds_each_problem(tmp_path):
+    needs_chromium()
+    page = tmp_path / "notebooks" / "bad.html"
+    page.parent.mkdir()
+    page.write_text(
+        "<html><body style='width: 600px'><p>| setting | value | |---|---| | profile | x |</p>"
+        "<table><tr><td>NaN</td><td>None</td><td>0.5</td></tr></table>"
+        "<div class='highlight'><pre>" + "x = 1  # " + "long " * 60 + "</pre></div>"
+        "<div class='cell_output'><pre style='white-space: pre-wrap'>" + "wraps " * 80
+        + "</pre></div><div class='plotly-graph-div'></div>"
+        "<span class='math notranslate'>\\(x^2\\)</span></body></html>")
+    [reading] = bookcheck.read_pages(tmp_path, ["notebooks/bad.html"], screenshot_dir=tmp_path,
+                                      ready_timeout_s=2)
+    problems = "\n".join(reading.problems())
+    assert "a Markdown table shown as text: '| setting" in problems
+    assert "2 table cells read 'NaN' (1), 'None' (1)" in problems
+    assert "a code line wider than its box" in problems and "an output line" not in problems
+    assert "0/1 plotly figures drawn" in problems
+    assert "0/1 equations typeset" in problems
+    assert all(line.startswith("notebooks/bad.html: ") for line in reading.problems())
+    assert reading.screenshots == [tmp_path / "bad.png", tmp_path / "bad-figure.png"]
+
+
+def test_table_cells_and_text_tables_are_read_from_the_dom():
+    dom = ("<p>| a | b |</p><p>a | b</p><table><tr><th>x</th><td> NaN </td>"
+           "<td><p>None</p></td><td>—</td><td>nan%</td></tr></table>")
+    scan = bookcheck._scan(dom)
+    assert scan.text_tables == ["| a | b |"]
+    assert scan.empty_cells == ["NaN", "None"]
+
+
+@pytest.mark.parametrize("source", __import__("brainlib.study").study.notebook_sources(),
+                         ids=lambda p: p.stem)
+def test_chapters_open_with_prose_and_hide_their_set_up(source, tmp_path):
+    """What the book shows of a chapter: its title and prose first, then the first call
+    that matters; the TensorFlow import and the parameters are hidden (nbval still runs
+    them), the set-up cell is folded, and no code line is wider than the book's box."""
+    import jupytext
+    import nbformat
 
     from brainlib import book
 
-    stage = tmp_path / "src"
-    shutil.copytree(bookcheck.REPO_ROOT / "book", stage / "book")
-    shutil.copy(bookcheck.REPO_ROOT / "_config.yml", stage / "_config.yml")
-    (stage / "_toc.yml").write_text("format: jb-book\nroot: notebooks/01_equations\n")
-    book.copy_mathjax(stage / book.MATHJAX_STATIC / "mathjax")
-    (stage / "notebooks").mkdir()
-    book.reader_copy(bookcheck.REPO_ROOT / "notebooks" / "01_equations.ipynb",
-                     stage / "notebooks" / "01_equations.ipynb")
-    done = subprocess.run([sys.executable, "-c", "import sys; from jupyter_book.cli.main "
-                           "import main; sys.exit(main())", "build", str(stage),
-                           "--path-output", str(tmp_path), "-W", "-n", "--keep-going"],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    html_dir = tmp_path / "_build" / "html"
-    page = html_dir / "notebooks" / "01_equations.html"
-    assert bookcheck.page_problems(html_dir) == []
-    found = bookcheck.equations(bookcheck.render_dom(page))
-    assert found.equations >= 20 and found.all_typeset, f"{found} in {page}, network disabled"
-    png = bookcheck.screenshot(page, tmp_path / "01_equations.png", scroll_to="equation")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    notebook = jupytext.read(source)
+    nbformat.write(notebook, tmp_path / "executed.ipynb")
+    shown = nbformat.read(book.reader_copy(tmp_path / "executed.ipynb", tmp_path / "r.ipynb"), 4)
+    assert shown.cells[0].cell_type == "markdown" and shown.cells[0].source.startswith("# ")
+    assert "colab-badge" not in shown.cells[0].source  # the book has its own Colab button
+    code = [c for c in shown.cells if c.cell_type == "code"]
+    assert "hide-input" in code[0].metadata.get("tags", []), "the set-up cell is folded"
+    for cell in code:
+        assert "import tensorflow" not in cell.source and "noqa" not in cell.source
+        assert "parameters" not in cell.metadata.get("tags", [])
+        wide = [line for line in cell.source.splitlines() if len(line) > CODE_LINE_LIMIT]
+        assert not wide, f"{source.name}: code lines wider than the book's box: {wide}"
+    for cell in notebook.cells:  # still in the notebook, so Colab and nbval run it
+        if "import tensorflow" in cell.source:
+            assert "remove-cell" in cell.metadata.get("tags", [])
+
+
+def test_the_written_chapters_code_fits_the_books_box():
+    for page in sorted((bookcheck.REPO_ROOT / "book").glob("*.md")):
+        blocks = re.findall(r"^```(?!\{)[^\n]*\n(.*?)^```", page.read_text(), re.M | re.S)
+        wide = [line for block in blocks for line in block.splitlines()
+                if len(line) > CODE_LINE_LIMIT]
+        assert not wide, f"{page.name}: code lines wider than the book's box: {wide}"
+
+
+def test_the_introduction_counts_what_it_lists():
+    text = (bookcheck.REPO_ROOT / "book" / "intro.md").read_text()
+    words = {"two": 2, "three": 3, "four": 4, "five": 5}
+    said = re.search(r"This book does (\w+) things\.\n\n((?:\d+\. .*\n(?:   .*\n)*)+)", text)
+    assert said, "intro.md: the sentence that counts what the book does is gone"
+    assert words[said.group(1)] == len(re.findall(r"^\d+\. ", said.group(2), re.M))
 
 
 # ---------------------------------------------------------------------------- what a reader sees
@@ -175,8 +210,12 @@ def test_the_reader_copy_drops_noise_markers_paths_and_cdn_mathjax(tmp_path):
     root = str(bookcheck.REPO_ROOT)
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
+        nbformat.v4.new_markdown_cell('# Title\n\n<a href="https://colab.research.google.com/'
+                                      'github/o/r/blob/main/notebooks/x.ipynb" target="_blank">'
+                                      '<img src="https://colab.research.google.com/assets/'
+                                      'colab-badge.svg" alt="Open In Colab"/></a>\n\nProse.'),
         nbformat.v4.new_code_cell('profile = "auto"\noverrides = {}',
-                                  metadata={"tags": ["parameters"]}),
+                                  metadata={"tags": ["parameters", "remove-cell"]}),
         nbformat.v4.new_code_cell(f'# Parameters\nprofile = "sample"\noverrides = '
                                   f'{{"run_dir": "{root}/runs/sample"}}',
                                   metadata={"tags": ["injected-parameters"]}),
@@ -192,9 +231,8 @@ def test_the_reader_copy_drops_noise_markers_paths_and_cdn_mathjax(tmp_path):
     nbformat.write(notebook, source)
     text = book.reader_copy(source, tmp_path / "reader.ipynb").read_text()
     copy = nbformat.reads(text, as_version=4)
-    assert len(copy.cells) == 2  # the injected cell is gone ...
-    assert copy.cells[0].source == ('# Parameters of this run\nprofile = "sample"\n'
-                                    'overrides = {"run_dir": "runs/sample"}')  # ... shown once
+    assert len(copy.cells) == 2  # the parameters and the injected cell are gone
+    assert copy.cells[0].source == "# Title\n\nProse."  # the theme's Colab button replaces it
     assert copy.cells[1].source == "print(1)"
     assert [o.output_type for o in copy.cells[1].outputs] == ["stream", "display_data"]
     assert root not in text and "oneDNN" not in text and "NBVAL" not in text
@@ -221,4 +259,4 @@ def test_the_book_serves_mathjax_itself(tmp_path):
     assert (target / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
     config = (bookcheck.REPO_ROOT / "_config.yml").read_text()
     assert 'mathjax_path: "mathjax/tex-mml-chtml.js"' in config
-    assert f'html_static_path: ["{book.MATHJAX_STATIC}"]' in config
+    assert f'html_static_path: ["{book.MATHJAX_STATIC}", "book/static"]' in config

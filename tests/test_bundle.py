@@ -91,13 +91,13 @@ def test_damaged_or_foreign_bundles_are_refused(trained, tmp_path):
 
 @pytest.mark.slow
 def test_predict_on_a_damaged_folder_names_the_file_and_writes_nothing(trained, phantom_copy,
-                                                                      tmp_path, capsys):
+                                                                      tmp_path, capfd):
     out, _ = trained
     image = sorted(phantom_copy.glob("*/*_3.tif"))[0]
     image.write_bytes(image.read_bytes()[:100])
     target = tmp_path / "pred.csv"
     assert bundle.predict_main([str(out), str(phantom_copy), "--out", str(target)]) == 2
-    said = capsys.readouterr().out
+    said = capfd.readouterr().err
     assert "error:" in said and image.name in said
     assert not target.exists()
 
@@ -111,3 +111,32 @@ def test_predict_without_masks_has_no_truth(trained, phantom_copy, tmp_path):
                                   progress=False)
     assert "y_true" not in table.columns and set(table["label"]) == {-1}
     assert table["p_tumor"].between(0, 1).all() and set(table["model"]) == {"vgg16"}
+
+
+@pytest.mark.slow
+def test_train_takes_any_models_and_predict_scores_with_the_bundles_it_is_given(
+        trained, phantom_kaggle_3m, tmp_path, capfd):
+    """`train -p models=unet` trains the segmenter alone (the study's chapters, not `train`,
+    need two classifiers); `predict` scores with whichever bundles it is given. Its
+    console: one line per model started and finished, epochs as lines (not a terminal),
+    and none of TensorFlow's start-up notices, which go to the log it names."""
+    from brainlib import __main__ as cli
+
+    out = tmp_path / "segmenter"
+    args = ["-p", f"data_source={phantom_kaggle_3m}", *[f"-p{k}={v}" for k, v in TOY.items()]]
+    assert cli.main(["train", *args, "-p", "models=unet", "--out", str(out)]) == 0
+    said = capfd.readouterr()
+    assert [p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")] == ["unet"]
+    lines = said.out.splitlines() + said.err.splitlines()
+    assert any(line.startswith("unet: training on 6 patients") for line in lines)
+    assert any(line.startswith("unet: done in ") for line in lines)
+    assert any("epoch 1 of 1" in line for line in lines)
+    assert f"start-up notices go to {out / 'train.log'}" in said.out
+    assert "\r" not in said.out + said.err
+    assert not any(word in said.out + said.err for word in ("oneDNN", "absl", "cpu_feature_guard"))
+    table = bundle.predict_folder(out / "unet", phantom_kaggle_3m, tmp_path / "p.csv",
+                                  progress=False)
+    assert set(table["model"]) == {"unet"}
+    classifier_only = bundle.predict_folder(trained[0] / "vgg16", phantom_kaggle_3m,
+                                            tmp_path / "v.csv", progress=False)
+    assert set(classifier_only["model"]) == {"vgg16"}

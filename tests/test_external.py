@@ -71,9 +71,17 @@ def test_holdout_parameters_are_checked_and_train_only_the_test_fold():
         params.resolve("default", {"test_data_source": "/data/new"})
     held = params.resolve("default", {"evaluation": "holdout", "test_data_source": "/data/new"})
     assert held.folds == [params.HOLDOUT_FOLD]
-    with pytest.raises(params.ParameterError, match="at least one classifier"):
-        params.resolve("default", {"models": "unet"})
+    assert params.resolve("default", {"models": "unet"}).all_model_names == ["unet"]  # train
     assert params.resolve("default", {"models": "vgg16,unet"}).model_names == ["vgg16"]
+
+
+def test_the_study_needs_the_classifiers_its_chapters_compare(tmp_path):
+    from brainlib import study
+
+    for models in ("unet", "vgg16,unet"):
+        with pytest.raises(params.ParameterError, match="compare two classifiers: models must"):
+            study.run_study("default", {"models": models, "run_dir": str(tmp_path / "run")})
+    assert not (tmp_path / "run").exists()  # refused before anything is written
 
 
 def test_run_card_says_how_test_patients_were_kept_apart():

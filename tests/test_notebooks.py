@@ -1,6 +1,7 @@
 """Notebook pairs are in sync, each has a papermill interface, Colab links agree with
 the book's configuration, and the study runner executes and resumes."""
 import json
+import shutil
 from pathlib import Path
 
 import jupytext
@@ -8,7 +9,7 @@ import papermill
 import pytest
 import yaml
 
-from brainlib import params, study
+from brainlib import params, progress, study
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = study.notebook_sources()
@@ -45,14 +46,74 @@ def test_each_notebook_declares_only_profile_and_overrides(source):
         "bl.notebook.open_run(globals())" in source.read_text()
 
 
-@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
-def test_colab_badge_points_at_the_configured_repository(source):
-    text = source.read_text()
-    repo = CONFIG["repository"]["url"].removeprefix("https://github.com/")
-    branch = CONFIG["repository"]["branch"]
-    badge = f"https://colab.research.google.com/github/{repo}/blob/{branch}/notebooks/{source.stem}.ipynb"
-    assert badge in text
-    assert f"git+https://github.com/{repo}@{branch}" in text  # the Colab set-up cell
+def copy_pairs(target: Path) -> list[Path]:
+    """Copies of the notebook pairs under `target/notebooks`; their `.py` sources."""
+    (target / "notebooks").mkdir(parents=True)
+    for source in SOURCES:
+        for path in (source, source.with_suffix(".ipynb")):
+            shutil.copy(path, target / "notebooks" / path.name)
+    return [target / "notebooks" / source.name for source in SOURCES]
+
+
+def test_the_repository_is_named_in_one_place():
+    """`_config.yml`'s repository.url is the one setting: the only other files that name
+    the repository are the notebook pairs, in the Colab lines written from it."""
+    import subprocess
+
+    from brainlib import book
+
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: cannot list the tracked files")
+    name, _ = book.repository()
+    pairs = {f"notebooks/{s.stem}{suffix}" for s in SOURCES for suffix in (".py", ".ipynb")}
+    carriers = set()
+    for relative in listed.stdout.split():
+        path = ROOT / relative
+        try:
+            text = path.read_text()
+        except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
+            continue
+        if name in text:
+            carriers.add(relative)
+    assert carriers - {"_config.yml"} <= pairs, carriers - pairs - {"_config.yml"}
+    for source in SOURCES:
+        lines = book.colab_lines(source.stem)
+        for line in source.read_text().splitlines():
+            if name in line:
+                assert lines["badge"] in line or f'"{lines["install"]}"' in line, line
+
+
+def test_the_notebooks_agree_with_the_repository_setting(tmp_path):
+    from brainlib import book
+
+    assert book.write_repository_lines(sources=copy_pairs(tmp_path)) == [], (
+        "a notebook's Colab lines differ from _config.yml: run `python -m brainlib repository`")
+
+
+def test_a_fork_points_every_colab_line_at_itself(tmp_path):
+    import nbformat
+
+    from brainlib import book
+
+    sources = copy_pairs(tmp_path)
+    config = tmp_path / "_config.yml"
+    config.write_text((ROOT / "_config.yml").read_text().replace(
+        CONFIG["repository"]["url"], "https://github.com/a-fork/its-book").replace(
+        "branch: main", "branch: dev"))
+    changed = book.write_repository_lines(config, sources)
+    assert len(changed) == 2 * len(SOURCES)
+    original, _ = book.repository()
+    for source in sources:
+        lines = book.colab_lines(source.stem, config)
+        for path in (source, source.with_suffix(".ipynb")):
+            assert original not in path.read_text()
+        text = source.read_text()
+        assert lines["badge"] in text and f'"{lines["install"]}"' in text
+        assert "a-fork/its-book/blob/dev/notebooks/" in text
+        notebook = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+        assert any(lines["install"] in cell.source for cell in notebook.cells)
+    assert book.write_repository_lines(config, sources) == []
 
 
 DATASET_WORDS = ("PHANTOM", "synthetic", "REAL data", "real patients show", "the phantom")
@@ -138,12 +199,12 @@ def test_a_second_study_on_the_same_folder_fails_fast(tmp_path):
         pass
 
 
-def test_kernel_stderr_goes_to_the_log_and_ours_stays(tmp_path, capfd):
+def test_native_stderr_goes_to_the_log_and_ours_stays(tmp_path, capfd):
     import subprocess
     import sys
 
     log = tmp_path / "kernels.log"
-    with study.kernel_stderr_to(log):
+    with progress.native_stderr_to(log):
         subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('noise\\n')"],
                        check=True)
         print("progress", file=sys.stderr)
