@@ -2,6 +2,8 @@
 toy scale (tiny phantom, one epoch): no profile reaches a user untried."""
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -51,17 +53,67 @@ def check_prose(run_dir, chapters, dataset: str) -> None:
                                                      if "PHANTOM" in line])
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("profile, edge", [
+PROFILE_RUNS = {
     # the paper's path: augmentation (end to end), the paper's protocol; one fold only, so
     # the two splits score different slices
-    ("full", {"folds_to_run": "0"}),
+    "full-one-fold": ("full", {**TOY, "folds_to_run": "0"}),
     # the sample's path: a bfloat16 U-Net; and no leakage experiment
-    ("sample", {"leakage_experiment": False}),
-], ids=["full-one-fold", "sample-no-leakage"])
-def test_a_profile_at_toy_scale_runs_every_training_chapter(profile, edge, tmp_path):
-    run_dir = study.run_study(profile, {**TOY, **edge, "run_dir": str(tmp_path / profile)},
-                              only=CHAPTERS)
+    "sample-no-leakage": ("sample", {**TOY, "leakage_experiment": False}),
+}
+
+
+def study_command(profile: str, overrides: dict) -> list[str]:
+    pairs = [item for key, value in overrides.items() for item in ("-p", f"{key}={value}")]
+    return [sys.executable, "-m", "brainlib", "study", "--profile", profile, *pairs,
+            "--only", *CHAPTERS]
+
+
+@pytest.fixture(scope="module")
+def toy_runs(tmp_path_factory, phantom_kaggle_3m) -> dict:
+    """Every toy study of this module, run as `python -m brainlib study` two at a time (the
+    machine's two cores; each study is mostly one kernel's Python): name -> (run folder,
+    exit status, console). The phantom is written first, so no two studies race for it."""
+    import concurrent.futures
+    import subprocess
+
+    from brainlib import params
+
+    root = tmp_path_factory.mktemp("toy-runs")
+    study.prepare_manifest(params.resolve("default", {**TOY, "run_dir": str(root / "phantom")}))
+    runs = {name: (profile, {**overrides, "run_dir": str(root / name)})
+            for name, (profile, overrides) in PROFILE_RUNS.items()}
+    if (REAL_SAMPLE / "kaggle_3m").is_dir():
+        runs["real"] = ("sample", {**REAL_TOY, "run_dir": str(root / "real")})
+    train, test = root / "holdout-data" / "train" / "kaggle_3m", root / "holdout-data" / "test" / "kaggle_3m"
+    shutil.copytree(phantom_kaggle_3m, train)
+    test.mkdir(parents=True)
+    shutil.copy(train / "README.md", test / "README.md")
+    for patient in sorted(p for p in train.iterdir() if p.is_dir())[:3]:
+        shutil.move(patient, test / patient.name)
+    runs["holdout"] = ("default", {**TOY, "data_source": str(train), "n_folds": 2,
+                                   "test_data_source": str(test), "evaluation": "holdout",
+                                   "run_dir": str(root / "holdout")})
+
+    def run(item):
+        name, (profile, overrides) = item
+        done = subprocess.run(study_command(profile, overrides), capture_output=True, text=True)
+        return name, (Path(overrides["run_dir"]), done.returncode, done.stdout + done.stderr)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(run, runs.items())) | {"holdout-test": test}
+
+
+def finished(toy_runs, name) -> Path:
+    run_dir, status, console = toy_runs[name]
+    assert status == 0, f"study {name} failed:\n{console[-4000:]}"
+    return run_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(PROFILE_RUNS))
+def test_a_profile_at_toy_scale_runs_every_training_chapter(name, toy_runs):
+    profile = PROFILE_RUNS[name][0]
+    run_dir = finished(toy_runs, name)
     for chapter in CHAPTERS:
         executed = json.loads((run_dir / f"{chapter}.ipynb").read_text())
         errors = [o for c in executed["cells"] for o in c.get("outputs", [])
@@ -69,7 +121,7 @@ def test_a_profile_at_toy_scale_runs_every_training_chapter(profile, edge, tmp_p
         assert not errors, (chapter, errors)
     table = study.read_manifest(run_dir)
     assert table["patient_id"].nunique() == 8
-    predictions = __import__("pandas").read_csv(run_dir / "predictions.csv")
+    predictions = pd.read_csv(run_dir / "predictions.csv")
     assert {"resnet50", "vgg16", "unet"} == set(predictions["model"])
     expected = "paper" if profile == "full" else "validated"
     assert set(predictions["protocol"]) == {expected}
@@ -80,41 +132,29 @@ def test_a_profile_at_toy_scale_runs_every_training_chapter(profile, edge, tmp_p
 
 
 @pytest.mark.slow
-def test_a_real_run_reads_as_real_in_every_chapter(tmp_path):
+def test_a_real_run_reads_as_real_in_every_chapter(toy_runs):
     """The real 20-patient sample at toy scale: every chapter's prose, the run card's
     sentences and the closing verdicts carry no phantom wording."""
-    if not (REAL_SAMPLE / "kaggle_3m").is_dir():
+    if "real" not in toy_runs:
         pytest.skip(f"real LGG sample not found at {REAL_SAMPLE}")
-    run_dir = study.run_study("sample", {**REAL_TOY, "run_dir": str(tmp_path / "real")},
-                              only=CHAPTERS)
+    run_dir = finished(toy_runs, "real")
     assert set(pd.read_csv(run_dir / "manifest.csv")["dataset"]) == {"real"}
     check_prose(run_dir, CHAPTERS, "REAL")
 
 
 @pytest.mark.slow
-def test_a_holdout_run_trains_on_one_folder_and_tests_on_another(phantom_kaggle_3m, tmp_path):
+def test_a_holdout_run_trains_on_one_folder_and_tests_on_another(toy_runs):
     """evaluation='holdout': every model trains on all patients of one folder and every
     chapter reports on the patients of another, as one fold."""
-    train, test = tmp_path / "train" / "kaggle_3m", tmp_path / "test" / "kaggle_3m"
-    shutil.copytree(phantom_kaggle_3m, train)
-    test.mkdir(parents=True)
-    shutil.copy(train / "README.md", test / "README.md")
-    held_out = sorted(p for p in train.iterdir() if p.is_dir())[:3]
-    for patient in held_out:
-        shutil.move(patient, test / patient.name)
-    run_dir = study.run_study("default", {**TOY, "data_source": str(train), "n_folds": 2,
-                                          "test_data_source": str(test),
-                                          "evaluation": "holdout",
-                                          "run_dir": str(tmp_path / "holdout")},
-                              only=CHAPTERS)
+    run_dir = finished(toy_runs, "holdout")
     for chapter in CHAPTERS:
         executed = json.loads((run_dir / f"{chapter}.ipynb").read_text())
         assert not [o for c in executed["cells"] for o in c.get("outputs", [])
                     if o.get("output_type") == "error"], chapter
     predictions = pd.read_csv(run_dir / "predictions.csv")
-    assert set(predictions["patient_id"]) == {p.name for p in held_out}
+    held_out = {p.name for p in toy_runs["holdout-test"].iterdir() if p.is_dir()}
+    assert set(predictions["patient_id"]) == held_out
     assert set(predictions["fold"]) == {0} and set(predictions["scheme"]) == {"patient"}
     assert {"resnet50", "vgg16", "unet"} == set(predictions["model"])
     text = chapter_text(json.loads((run_dir / "05_evaluation.ipynb").read_text()))
     assert "tested once on the 3 patients of" in text
-
