@@ -6,7 +6,6 @@ they read is built here from the reference notebooks (`book.reference_run`), so 
 clone checks it without running the study. The DOM helpers are tested with no browser.
 """
 import re
-import shutil
 from pathlib import Path
 
 import pytest
