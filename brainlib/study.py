@@ -337,11 +337,10 @@ def run_study(profile: str = "default", overrides: dict | None = None, *, force:
     every notebook. Without `verbose` the kernels' start-up noise goes to
     `<run_dir>/kernels.log`. An interrupted notebook leaves `NN_name.interrupted.ipynb`."""
     params = schema.resolve(profile, overrides)
-    names = [source.stem for source in notebook_sources()]
-    if only and not any(part in name for part in only for name in names):
-        raise ValueError(f"--only {' '.join(only)} matches no notebook; the notebooks are "
-                         f"{', '.join(names)}")
     chosen = [s for s in notebook_sources() if not only or any(p in s.stem for p in only)]
+    if not chosen:
+        raise ValueError(f"--only {' '.join(only)} matches no notebook; the notebooks are "
+                         f"{', '.join(s.stem for s in notebook_sources())}")
     comparing = [s.stem for s in chosen if "MODEL_B" in s.read_text()]
     using = [s.stem for s in chosen if "model_names" in s.read_text()]
     if comparing:
@@ -352,11 +351,11 @@ def run_study(profile: str = "default", overrides: dict | None = None, *, force:
     run_dir = Path(params.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_folder_lock(run_dir), native_stderr_to(run_dir / "kernels.log", not verbose):
-        _run_notebooks(params, profile, overrides, force=force, only=only)
+        _run_notebooks(params, profile, overrides, chosen, force=force)
     return run_dir
 
 
-def _run_notebooks(params, profile, overrides, *, force, only) -> None:
+def _run_notebooks(params, profile, overrides, sources, *, force) -> None:
     import jupytext
     import papermill
 
@@ -367,9 +366,7 @@ def _run_notebooks(params, profile, overrides, *, force, only) -> None:
     if force:
         forget_models(params)
     injected = {"profile": profile, "overrides": {**(overrides or {}), "run_dir": str(run_dir)}}
-    for source in notebook_sources():
-        if only and not any(name in source.stem for name in only):
-            continue
+    for source in sources:
         digest = hashlib.sha1(json.dumps([params, source.read_text(), library_fingerprint()],
                                          sort_keys=True, default=str).encode()).hexdigest()
         output, stamp = run_dir / f"{source.stem}.ipynb", run_dir / f".{source.stem}.done"
