@@ -90,7 +90,9 @@ class ModelComparison(stats.Result):
 
     def title(self) -> str:
         return (f"{self.model_a} - {self.model_b}: {self.n_slices} paired slices of "
-                f"{self.n_patients} patients, {self.n_folds} folds, ROPE +-{self.rope:g}")
+                f"{self.n_patients} patients, "
+                + (f"{self.n_folds} folds" if self.n_folds > 1 else "one test set")
+                + f", ROPE +-{self.rope:g}")
 
     def notes(self) -> list[str]:
         return [f"not tested across folds: {m}: {why}" for m, why in self.fold_skipped.items()]
@@ -299,23 +301,31 @@ def conclusions(comparison: ModelComparison, primary, audit_result,
     names = (c.model_a, c.model_b)
     m, post, acc = c.mcnemar, c.patient_posterior, c.accuracy_patients
     lines = ["The paper's own tables:", *_paper_lines(audit_result, names), "",
-             f"This study's predictions ({dataset_label}, patient folds, {c.n_patients} patients):"]
+             f"This study's predictions ({dataset_label}, "
+             + ("patient folds" if c.n_folds > 1 else "one hold-out test set")
+             + f", {c.n_patients} patients):"]
     decision = (f"it {interval_side(p.wald_low, p.wald_high, 0.0, names)}"
                 if p.interval_excludes_zero else "it includes 0: no difference detected")
     lines.append(f"- Primary (declared before the results): accuracy {p.accuracy_a:.3f} "
                  f"({c.model_a}) vs {p.accuracy_b:.3f} ({c.model_b}), difference "
-                 f"{p.estimate:+.3f}; 95% interval from the patient-cluster SE "
-                 f"{p.wald_low:+.3f} to {p.wald_high:+.3f}: {decision}.")
-    p_lean = lean(post.p_a_better - 0.5, names)
-    leans = {lean(p.estimate, names), lean(c.delong.difference, names), p_lean}
-    evidence = (f"accuracy difference {p.estimate:+.3f}, AUC difference "
-                f"{c.delong.difference:+.3f}, P({c.model_a} better) = {post.p_a_better:.3f} "
-                "with patients as the unit")
+                 f"{p.estimate:+.3f}; 95% interval from the patient-cluster SE and "
+                 f"{p.reference} ({p.n_patients} patients) {p.wald_low:+.3f} to "
+                 f"{p.wald_high:+.3f}: {decision}; exact sign-flip test over patients "
+                 f"p = {p.sign_flip_pvalue:.3g}.")
+    estimates = [(f"accuracy difference {p.estimate:+.3f}", lean(p.estimate, names)),
+                 (f"AUC difference {c.delong.difference:+.3f}",
+                  lean(c.delong.difference, names)),
+                 (f"P({c.model_a} better) = {post.p_a_better:.3f} with patients as the unit",
+                  lean(post.p_a_better - 0.5, names))]
+    leans = {side for _, side in estimates}
     if len(leans) == 1 and "neither" not in leans:
+        evidence = ", ".join(text for text, _ in estimates)
         lines.append(f"- The estimates lean towards {leans.pop()} ({evidence}); a lean is not "
                      "a detected difference: the intervals say whether one was detected.")
     else:
-        lines.append(f"- The estimates do not lean one way ({evidence}).")
+        each = "; ".join(f"{text} leans towards {side}" if side != "neither"
+                         else f"{text} leans towards neither" for text, side in estimates)
+        lines.append(f"- The estimates do not all lean the same way: {each}.")
     inside = -c.rope <= p.wald_low and p.wald_high <= c.rope
     if not p.interval_excludes_zero:
         lines.append("- No difference in accuracy was detected with patients as the unit. That is "
@@ -335,8 +345,9 @@ def conclusions(comparison: ModelComparison, primary, audit_result,
     total = len(c.holm)
     lines.append(f"- Secondary, the same comparison from other sides; Holm-corrected, "
                  f"{sum(c.rejected.values())} of {total} tests reject 'no difference'" + (
-                     f" (fold-level tests skipped: {len(c.fold_skipped)} of "
-                     f"{len(FOLD_METRICS)} metrics):" if c.fold_skipped else ":"))
+                     (" (one test set: nothing to test split by split):" if c.n_folds < 2 else
+                      f" (fold-level tests skipped: {len(c.fold_skipped)} of "
+                      f"{len(FOLD_METRICS)} metrics):") if c.fold_skipped else ":"))
     lines.append(f"  - slices as the unit: exact McNemar p = {m.pvalue:.3g}; Newcombe 95% CI "
                  f"{m.ci_low:+.3f} to {m.ci_high:+.3f}, which "
                  f"{interval_side(m.ci_low, m.ci_high, 0.0, names)}.")
@@ -347,9 +358,13 @@ def conclusions(comparison: ModelComparison, primary, audit_result,
                  f"P({c.model_a} better) = {post.p_a_better:.3f}, P(inside ROPE +-{c.rope:g}) = "
                  f"{post.p_rope:.3f}.")
     d = c.delong_clustered
-    lines.append(f"  - AUC difference {d.difference:+.3f}: clustered DeLong p = {d.pvalue:.3g}, "
+    floor = (f"; with {p.n_patients} patients an exact patient-level test could not give p "
+             f"below {p.sign_flip_smallest:.3g}, so a smaller p here rests on a large-sample "
+             "approximation" if p.small_sample and d.pvalue < p.sign_flip_smallest else "")
+    lines.append(f"  - AUC difference {d.difference:+.3f}: DeLong clustered by patient "
+                 f"({p.n_patients} patients) p = {d.pvalue:.3g}, "
                  f"95% CI {d.ci_low:+.3f} to {d.ci_high:+.3f}, which "
-                 f"{interval_side(d.ci_low, d.ci_high, 0.0, names)}.")
+                 f"{interval_side(d.ci_low, d.ci_high, 0.0, names)}{floor}.")
     secondary = [(acc["ci_low"], acc["ci_high"]), (p.percentile_low, p.percentile_high),
                  (m.ci_low, m.ci_high)]
     if any((low > 0 or high < 0) != p.interval_excludes_zero for low, high in secondary):
@@ -370,7 +385,7 @@ def priors_table(comparison: ModelComparison, paper_prior=BETA_PRIOR) -> pd.Data
                       f"df = {c.fold_tests['accuracy'].bayesian.df})")
     else:
         fold_prior = f"not run: {c.fold_skipped.get('accuracy', 'no fold test')}"
-    return pd.DataFrame([
+    rows = [
         {"result": "each model's proportions (Beta-Binomial)",
          "prior": f"Beta({BETA_PRIOR[0]:g}, {BETA_PRIOR[1]:g}) (uniform)"},
         {"result": "accuracy difference, slices paired", "prior": c.slice_posterior.prior},
@@ -382,7 +397,10 @@ def priors_table(comparison: ModelComparison, paper_prior=BETA_PRIOR) -> pd.Data
                   + (" (Jeffreys)" if tuple(paper_prior) == (0.5, 0.5) else
                      " (uniform)" if tuple(paper_prior) == (1.0, 1.0) else "")},
         {"result": "region of practical equivalence", "prior": f"+-{c.rope:g} accuracy"},
-    ]).set_index("result")
+    ]
+    if c.n_folds < 2:  # one test set: no fold-level test to have a prior
+        rows = [row for row in rows if row["result"] != "fold-level correlated t-test"]
+    return pd.DataFrame(rows).set_index("result")
 
 
 def seed_spread(predictions: pd.DataFrame, model_a: str, model_b: str) -> pd.DataFrame:

@@ -30,6 +30,17 @@ NOT_RUN = ("the leakage experiment was not run: the predictions hold only the pa
 SLICE_KEYS = ["patient_id", "slice_number"]
 
 
+def not_run_line(leakage_experiment: bool, evaluation: str) -> str:
+    """One line for a run whose leakage experiment did not run, saying why: not asked for,
+    or asked for under an evaluation it does not apply to (it re-splits the patients of a
+    cross-validation; a hold-out or institution folds have no slice split to compare)."""
+    if leakage_experiment and evaluation != "cv":
+        return (f"Not run in this study: the leakage experiment compares a slice split with "
+                f"a patient split of the same patients, and this run's evaluation is "
+                f"{evaluation!r}.")
+    return "Not run in this study (leakage_experiment=false)."
+
+
 def _labels(control: str) -> str:
     return "true" if control == MAIN_CONTROL else "shuffled"
 

@@ -181,3 +181,30 @@ def measured_spread() -> dict:
     import tomllib
 
     return tomllib.loads(SPREAD_FILE.read_text())
+
+
+@functools.lru_cache(maxsize=None)
+def bfloat16_convolution_works() -> bool:
+    """Whether a bfloat16 2-D convolution runs on this machine, tried once on an 8x8 image.
+
+    CPU flags do not tell: with oneDNN capped below bfloat16 (`ONEDNN_MAX_CPU_ISA=AVX2` on
+    an AVX512-BF16 or AMX CPU) TensorFlow still routes bfloat16 convolutions to oneDNN,
+    which refuses them ("could not create a primitive descriptor"; seen on an Intel Xeon).
+    """
+    import tensorflow as tf
+
+    try:
+        image = tf.ones((1, 8, 8, 3), tf.bfloat16)
+        kernel = tf.ones((3, 3, 3, 4), tf.bfloat16)
+        tf.nn.conv2d(image, kernel, 1, "SAME").numpy()
+    except tf.errors.OpError:
+        return False
+    return True
+
+
+def bfloat16_refused(setting: str) -> str:
+    """The error for a setting that asks for bfloat16 where it cannot run."""
+    cap = os.environ.get(ISA_ENV_VAR)
+    why = (f" ({ISA_ENV_VAR}={cap} caps oneDNN below bfloat16)" if cap else "")
+    return (f"{setting} asks for bfloat16, but a bfloat16 convolution fails on this "
+            f"machine{why}; run with -p {setting.split('=')[0]}=float32, or without the cap")

@@ -36,9 +36,14 @@ def open_run(namespace: dict) -> tuple[schema.Params, pd.DataFrame, str]:
     manifest = prepare_manifest(params)
     dataset = manifest["dataset"].iloc[0].upper()
     show_run_card(params, manifest)
+    if params.is_holdout:
+        tested = manifest.loc[manifest["source"] == "test", "patient_id"].nunique()
+        split = (f"trained on {manifest['patient_id'].nunique() - tested}, tested once on "
+                 f"{tested}")
+    else:
+        split = f"{params.n_folds} patient folds"
     print(f"dataset: {dataset}; {manifest['patient_id'].nunique()} patients, {len(manifest)} "
-          f"slices; {params.n_folds} patient folds; profile {params.profile}, protocol "
-          f"{params.protocol}")
+          f"slices; {split}; profile {params.profile}, protocol {params.protocol}")
     return params, manifest, dataset
 
 

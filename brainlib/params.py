@@ -193,6 +193,23 @@ class Params(dict):
         return self["models"].split(",")
 
     @property
+    def runs_leakage_experiment(self) -> bool:
+        """Whether the leakage experiment (slice split, shuffled labels) is trained: asked for
+        and the evaluation is patient cross-validation (it compares splits of one pool)."""
+        return bool(self["leakage_experiment"]) and self["evaluation"] == "cv"
+
+    @property
+    def runs_institution_holdout(self) -> bool:
+        """Whether every model is also trained once per institution beside the
+        cross-validation (asked for, and the evaluation is patient cross-validation)."""
+        return bool(self["institution_holdout"]) and self["evaluation"] == "cv"
+
+    @property
+    def is_holdout(self) -> bool:
+        """One train folder, one test folder: no folds to speak of."""
+        return self["evaluation"] == "holdout"
+
+    @property
     def training_seeds(self) -> list[int]:
         """The run's seed, then `repeat_seeds`."""
         extra = [int(s) for s in self["repeat_seeds"].split(",") if s.strip()]

@@ -118,7 +118,9 @@ def learning_curves_figure(histories: pd.DataFrame, title: str = "Learning curve
     long["quantity"] = long["curve"].str.replace("val_", "", regex=False)
     long["set"] = np.where(long["curve"].str.startswith("val_"), "inner validation", "training")
     fig = px.line(long, x="epoch", y="value", color="set", line_dash="model",
-                  facet_col="quantity", facet_row="fold", markers=True, title=title)
+                  facet_col="quantity",
+                  facet_row="fold" if long["fold"].nunique() > 1 else None,
+                  markers=True, title=title)
     return fig.update_yaxes(matches=None)
 
 

@@ -209,3 +209,16 @@ def differences_only(frame: pd.DataFrame) -> pd.DataFrame:
 def percent_points(proportion: float) -> str:
     """0.011 -> "1.1 points": a difference of proportions in percentage points."""
     return f"{proportion * 100:.1f} points"
+
+
+def per_split(n_folds: int) -> str:
+    """How a title names the evaluation's splits: "per patient fold" in a cross-validation,
+    "on the hold-out" for one train/test split (which has no folds)."""
+    return "per patient fold" if n_folds > 1 else "on the hold-out"
+
+
+def without_single_fold(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` without its fold columns ("fold", "folds") where they hold one value only:
+    a hold-out has one test set, and a column of zeros would call it a fold."""
+    constant = [c for c in ("fold", "folds") if c in frame.columns and frame[c].nunique() <= 1]
+    return frame.drop(columns=constant)

@@ -142,13 +142,17 @@ class RunCard(Result):
                            f"{paper['image_size']}x{paper['image_size']}")
         if self.standardize_features != paper["standardize_features"]:
             clauses.append("standardised base features, a step not in the paper's head")
-        if self.n_folds != paper["n_folds"]:
+        if self.evaluation == "holdout":
+            clauses.append(f"one hold-out test set instead of the paper's "
+                           f"{paper['n_folds']} test splits")
+        elif self.n_folds != paper["n_folds"]:
             clauses.append(f"{self.n_folds} folds instead of {paper['n_folds']}")
         if not self.all_folds_run:
             clauses.append(f"only fold(s) {', '.join(map(str, self.folds_run))} of "
                            f"{self.n_folds} trained")
         if self.epochs != paper["epochs"]:
-            clauses.append(f"{self.epochs} epochs instead of {paper['epochs']}")
+            clauses.append(f"{self.epochs} epoch{'s' if self.epochs != 1 else ''} instead of "
+                           f"{paper['epochs']}")
         if self.augment != paper["augment"]:
             clauses.append("no augmentation (the paper rotates and scales)")
         if not math.isclose(self.learning_rate, unstated["learning_rate"]):
@@ -268,6 +272,16 @@ class RunCard(Result):
     def notes(self) -> list[str]:
         return self.can_test()
 
+    def split_rows(self) -> list[tuple[str, str]]:
+        """How the run split its patients: folds for a cross-validation, the two folders'
+        patient counts for a hold-out (which has no folds)."""
+        if self.evaluation == "holdout":
+            return [("training patients", str(self.n_patients - self.test_patients)),
+                    ("test patients", str(self.test_patients))]
+        return [("patient folds", str(self.n_folds)),
+                ("folds trained", "all" if self.all_folds_run
+                 else ", ".join(map(str, self.folds_run)))]
+
     def to_frame(self) -> pd.DataFrame:
         """Two columns, setting and value, in reading order."""
         def yes(flag: bool) -> str:
@@ -290,8 +304,7 @@ class RunCard(Result):
             ("evaluation", {"cv": "patient cross-validation",
                             "institution": "one fold per institution",
                             "holdout": f"hold-out: {self.test_data_source}"}[self.evaluation]),
-            ("patient folds", str(self.n_folds)),
-            ("folds trained", "all" if self.all_folds_run else ", ".join(map(str, self.folds_run))),
+            *self.split_rows(),
             ("epochs", str(self.epochs)),
             ("learning rate", f"{self.learning_rate:g}"),
             ("augmentation", (f"yes, from a bank of {self.bank_views} views per image"
@@ -379,7 +392,7 @@ def run_card(params, manifest: pd.DataFrame, machine: dict | None = None) -> Run
         protocol=PROTOCOL_WORDS[params["protocol"]],
         protocol_name=params["protocol"],
         compare_protocols=params["compare_protocols"],
-        leakage_experiment=params["leakage_experiment"],
+        leakage_experiment=params.runs_leakage_experiment,
         unet_image_size=params["unet_image_size"],
         unet_widths=tuple(int(w) for w in params["unet_widths"].split(",")),
         unet_epochs=params["unet_epochs"],
@@ -393,7 +406,7 @@ def run_card(params, manifest: pd.DataFrame, machine: dict | None = None) -> Run
         patients_per_institution=tuple(
             (str(k), int(n)) for k, n in manifest.groupby("institution")["patient_id"]
             .nunique().items()),
-        institution_holdout=bool(params.get("institution_holdout", False)),
+        institution_holdout=params.runs_institution_holdout,
         bank_views=int(params.get("bank_views", 0)),
         base_precision=str(params.get("base_precision", "float32")),
         machine=machine_rows(machine) if machine else (),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data, external, params as schema, splits
+from . import data, external, machine, params as schema, splits
 from .progress import StudyConsole, duration, native_stderr_to
 
 REPO_ROOT = schema.REPO_ROOT
@@ -98,13 +98,34 @@ def classifier_config(params: schema.Params):
     return TrainConfig(image_size=params.image_size, weights=weights, epochs=params.epochs,
                        batch_size=params.batch_size, learning_rate=params.learning_rate,
                        lr_decay=params.lr_decay, augment=params.augment,
-                       bank_views=params.bank_views, base_precision=params.base_precision,
+                       bank_views=params.bank_views,
+                       base_precision=base_precision(params.base_precision),
                        standardize_features=params.standardize_features, seed=params.seed)
+
+
+def base_precision(setting: str) -> str:
+    """The frozen base's arithmetic on this machine: "auto" becomes bfloat16 where the
+    hardware has it and a bfloat16 convolution runs here (`machine.bfloat16_convolution_works`),
+    else float32; an explicit bfloat16 that cannot run is refused, saying why."""
+    if setting == "float32":
+        return setting
+    from .classifier import has_bfloat16
+
+    works = machine.bfloat16_convolution_works()
+    if setting == "auto":
+        return "bfloat16" if has_bfloat16() and works else "float32"
+    if not works:
+        raise schema.ParameterError(machine.bfloat16_refused(f"base_precision={setting}"))
+    return setting
 
 
 def segmentation_config(params: schema.Params):
     """The parameters of the U-Net as a `segmenter.SegmentationConfig`."""
     from .segmenter import SegmentationConfig
+
+    if params.unet_precision == "mixed_bfloat16" and not machine.bfloat16_convolution_works():
+        raise schema.ParameterError(machine.bfloat16_refused(
+            f"unet_precision={params.unet_precision}"))
 
     widths = tuple(int(w) for w in params.unet_widths.split(",") if w.strip())
     return SegmentationConfig(image_size=params.unet_image_size, widths=widths,
@@ -126,7 +147,7 @@ def family(params: schema.Params, model: str):
 def experiments(params: schema.Params, model: str) -> tuple[tuple, tuple]:
     """The schemes and controls a model is trained under: the classifiers also on the
     paper's slice split and with shuffled labels when `leakage_experiment` is on."""
-    if model != SEGMENTER and params.leakage_experiment and params.evaluation == "cv":
+    if model != SEGMENTER and params.runs_leakage_experiment:
         return splits.SCHEMES, ("none", "shuffled_labels")
     return ("patient",), ("none",)
 
@@ -244,7 +265,7 @@ def run_trust_analyses(params: schema.Params, progress: bool = True
         model_family.prepare(manifest, Path(params.run_dir), False)
         for unit in bar(units, f"{model}: uncertainty" + ("" if model == SEGMENTER
                                                           else " and Grad-CAM"),
-                        "fold", enabled=progress):
+                        "unit", enabled=progress):
             uncertainty.annotate_unit(params, model_family, unit, seed=params.seed)
             if model != SEGMENTER:
                 heatmap_scores.append(gradcam.gradcam_unit(model_family, unit, manifest))
@@ -453,7 +474,9 @@ def closing_summary(run_dir, seconds: float, book_index: Path | None = None) -> 
         main = main_predictions(predictions)
         if len(main):
             table = metrics.metrics_table(main, by=("model",))
-            lines.append("held-out slices, pooled over folds ({}): ".format(dataset) + "; ".join(
+            pooled = ("test slices of the hold-out" if main["fold"].nunique() == 1
+                      else "held-out slices, pooled over folds")
+            lines.append(f"{pooled} ({dataset}): " + "; ".join(
                 f"{r.model} accuracy {r.accuracy:.3f}, AUC {r.auc:.3f}"
                 for r in table.itertuples()))
     trained_on = sorted({machine.in_words(json.loads(path.read_text()))

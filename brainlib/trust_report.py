@@ -62,10 +62,16 @@ def calibration_table(rows: pd.DataFrame, models, seed: int = 0) -> pd.DataFrame
                                for t in temperatures))
             records.append({"model": model, "probability": label, "ECE": ece,
                             "ECE low": low, "ECE high": high, **parts,
-                            "temperature (folds)": "" if column == "p_tumor" else
-                            f"{temperatures.min():.2f}-{temperatures.max():.2f}",
-                            "folds at a bound": 0 if column == "p_tumor" else at_bound})
+                            "temperature": "" if column == "p_tumor" else
+                            temperature_range(temperatures),
+                            "fits at a bound": 0 if column == "p_tumor" else at_bound})
     return pd.DataFrame(records)
+
+
+def temperature_range(temperatures) -> str:
+    """The fitted temperatures as "low-high" across folds, or one value for one fit."""
+    low, high = float(np.min(temperatures)), float(np.max(temperatures))
+    return f"{low:.2f}" if len(temperatures) == 1 else f"{low:.2f}-{high:.2f}"
 
 
 def reliability_bands(rows: pd.DataFrame, models, seed: int = 0) -> pd.DataFrame:
@@ -256,12 +262,17 @@ def calibration_sentences(table: pd.DataFrame) -> list[str]:
         if len(scaled):
             scaled = scaled.iloc[0]
             change = "lowered" if scaled["ECE"] < trained["ECE"] else "raised"
-            text += (f"; temperature scaling (T {scaled['temperature (folds)']} across folds) "
+            fitted = scaled["temperature"]
+            one_fit = "-" not in fitted
+            where = f"T = {fitted}" if one_fit else f"T {fitted} across folds"
+            text += (f"; temperature scaling ({where}) "
                      f"{change} it to {interval_text(scaled['ECE'], scaled['ECE low'], scaled['ECE high'])}"
                      f" and took the Brier score from {trained['brier']:.3f} to {scaled['brier']:.3f}")
-            if scaled["folds at a bound"]:
+            if scaled["fits at a bound"]:
                 low, high = calibration.TEMPERATURE_BOUNDS
-                text += (f". In {scaled['folds at a bound']} fold(s) the fitted T reached the end "
+                which = ("The fitted T" if one_fit else
+                         f"In {scaled['fits at a bound']} fold(s) the fitted T")
+                text += (f". {which} reached the end "
                          f"of its search range ({low:g} to {high:g}): those inner-validation "
                          "patients gave the fit no usable signal")
         out.append(text + ".")

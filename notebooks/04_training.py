@@ -14,16 +14,18 @@
 # ---
 
 # %% [markdown]
-# # Training: cross-validated ResNet50 and VGG16
+# # Training: ResNet50 and VGG16 on patient-grouped splits
 #
 # <a href="https://colab.research.google.com/github/brainlib-study/resnet-lgg-book/blob/main/notebooks/04_training.ipynb" target="_blank"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
 #
-# Both classifiers are trained fold by fold on the run's manifest, with Adam on the
-# categorical cross-entropy as in the paper. The paper trained "8 fold and 20 epochs" on a
-# slice split; here every fold holds out whole patients. The same models are also trained
-# on the paper's slice split, and on both splits with the training labels shuffled (a
-# control that must score at chance), so the evaluation chapter can show how much a slice
-# split inflates accuracy.
+# Both classifiers are trained on each training split of the run's evaluation (the run
+# card below says which: patient folds, one institution per fold, or one train/test
+# hold-out), with Adam on the categorical cross-entropy as in the paper. The paper trained
+# "8 fold and 20 epochs" on a slice split; here every test set holds out whole patients.
+# When a cross-validated run asks for the leakage experiment, the same models are also
+# trained on the paper's slice split, and on both splits with the training labels shuffled
+# (a control that must score at chance), so the evaluation chapter can show how much a
+# slice split inflates accuracy; the card says whether this run did.
 #
 # With a frozen base and no augmentation, the base's output for each image never
 # changes, so it can be computed once and only the head trained on it: the same model as
@@ -96,9 +98,10 @@ print(f"{n_units} units, {len(predictions)} predictions "
       f"in {time.perf_counter() - start:.0f} s")
 
 # %% tags=["nbval-check-output"]
-predictions.groupby(["model", "scheme", "control"]).agg(
-    folds=("fold", "nunique"), slices=("y_true", "size"),
-    tumor_slices=("y_true", "sum"))
+bl.report.without_single_fold(
+    predictions.groupby(["model", "scheme", "control"]).agg(
+        folds=("fold", "nunique"), slices=("y_true", "size"),
+        tumor_slices=("y_true", "sum")))
 
 # %% [markdown]
 # ## What the protocol chose
@@ -110,9 +113,10 @@ predictions.groupby(["model", "scheme", "control"]).agg(
 
 # %% tags=["nbval-check-output"]
 chosen = bl.study.read_thresholds(P)
-chosen[(chosen["scheme"] == "patient") & (chosen["control"] == "none")][
-    ["model", "fold", "n_fit", "n_validation", "best_epoch", "threshold",
-     "rule"]].round(3)
+bl.report.without_single_fold(
+    chosen[(chosen["scheme"] == "patient") & (chosen["control"] == "none")][
+        ["model", "fold", "n_fit", "n_validation", "best_epoch", "threshold",
+         "rule"]]).round(3)
 
 # %% [markdown]
 # ## Learning curves (the paper's Figs. 4-5)
@@ -125,5 +129,6 @@ histories = bl.study.read_histories(P)
 fig = bl.plots.learning_curves_figure(
     histories[(histories["scheme"] == "patient")
               & (histories["control"] == "none")],
-    title=f"Learning curves per patient fold ({DATASET})")
+    title=f"Learning curves "
+          f"{bl.report.per_split(histories['fold'].nunique())} ({DATASET})")
 fig.show()

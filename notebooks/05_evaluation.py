@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # Evaluation: confusion matrices, metrics with intervals, and the leakage experiment
+# # Evaluation: confusion matrices, metrics with intervals, and what a slice split does
 #
 # <a href="https://colab.research.google.com/github/brainlib-study/resnet-lgg-book/blob/main/notebooks/05_evaluation.ipynb" target="_blank"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
 #
@@ -20,13 +20,14 @@
 # four percentages (Table IV), with no interval around any of them and no word on which
 # slices were scored. This chapter reads the predictions table of the training chapter
 # and reports the same quantities, each with a confidence interval, three ways: pooled
-# over slices, per fold, and per patient. Every slice is scored exactly once, by the model
-# of the one fold that held its patient out, so no number below comes from a slice the
-# scoring model was trained on.
+# over slices, per test split (where there is more than one), and per patient. Every slice
+# is scored exactly once, by a model that never saw its patient, so no number below comes
+# from a slice the scoring model was trained on.
 #
-# The main comparison uses the patient folds and the true labels. The last section uses the
-# other experiments of the training chapter: the paper's slice split, and both splits with
-# shuffled training labels, to measure what a slice split does to the numbers.
+# The main comparison uses the patient split and the true labels. Where the run has them,
+# the leakage section uses the other experiments of the training chapter: the paper's
+# slice split, and both splits with shuffled training labels, to measure what a slice
+# split does to the numbers.
 
 # %% tags=["remove-cell"]
 # Set-up on Colab only: install brainlib from the repository (Colab keeps its TensorFlow).
@@ -58,6 +59,7 @@ P, manifest, DATASET = bl.notebook.open_run(globals())
 ANALYSIS = dict(n_resamples=bl.report.PATIENT_RESAMPLES, seed=P.seed,
                 cache_dir=bl.report.cache_dir(P.run_dir))
 MODEL_A, MODEL_B = P.model_names[:2]  # differences are A - B
+SPLIT = "hold-out" if P.is_holdout else "patient folds"  # for titles
 glue_value = bl.notebook.glue_value  # pastes a value into the book's prose
 glue_value("dataset", DATASET)
 
@@ -79,9 +81,10 @@ main = bl.report.main_predictions(predictions)
 # result generalises.
 
 # %% tags=["nbval-check-output"]
-predictions.groupby(["scheme", "control", "model"]).agg(
-    folds=("fold", "nunique"), slices=("y_true", "size"),
-    tumor_slices=("y_true", "sum"), patients=("patient_id", "nunique"))
+bl.report.without_single_fold(
+    predictions.groupby(["scheme", "control", "model"]).agg(
+        folds=("fold", "nunique"), slices=("y_true", "size"),
+        tumor_slices=("y_true", "sum"), patients=("patient_id", "nunique")))
 
 # %% [markdown]
 # ## Confusion matrices (the paper's Tables II-III, Figs. 7-8)
@@ -91,7 +94,7 @@ predictions.groupby(["scheme", "control", "model"]).agg(
 # (true positives) and missed (false negatives); the second row the false alarms (false
 # positives) and the correct "no tumor" calls (true negatives). A slice is called tumor when
 # its tumor probability is above its unit's threshold: chosen on inner validation patients
-# under the validated protocol, 0.5 under the paper's. Slices of all folds are pooled.
+# under the validated protocol, 0.5 under the paper's. All test slices are pooled.
 
 # %% tags=["nbval-check-output"]
 counts = {m: bl.metrics.confusion_counts(rows["y_true"], rows["y_pred"])
@@ -101,7 +104,7 @@ pd.concat({m: c.to_frame() for m, c in counts.items()}, names=["model"])
 # %%
 for model, c in counts.items():
     bl.plots.confusion_matrix_figure(
-        c, title=f"{model}, patient folds ({DATASET})"
+        c, title=f"{model}, {SPLIT} ({DATASET})"
                  "<br>rows true, columns predicted").show()
 
 # %% [markdown]
@@ -146,23 +149,28 @@ table_iv.table
 
 # %% tags=["nbval-check-output"]
 per_fold = bl.metrics.fold_metrics(main)
-shown = ["model", "fold", "n", "accuracy", "precision", "recall",
-         "specificity", "f1", "auc"]
-per_fold[shown].round(3)
-
-# %% tags=["nbval-check-output"]
-per_fold.groupby("model")[["accuracy", "auc"]].agg(
-    ["mean", "std", "min", "max"]).round(3)
+many_folds = per_fold["fold"].nunique() > 1
+if many_folds:
+    shown = ["model", "fold", "n", "accuracy", "precision", "recall",
+             "specificity", "f1", "auc"]
+    display(per_fold[shown].round(3))
+    display(per_fold.groupby("model")[["accuracy", "auc"]].agg(
+        ["mean", "std", "min", "max"]).round(3))
+else:
+    print(f"Not applicable to this run (evaluation={P.evaluation}): its "
+          "one test set is the pooled result above.")
 
 # %%
-long = per_fold.melt(id_vars=["model", "fold"],
-                     value_vars=["accuracy", "recall", "specificity", "auc"],
-                     var_name="metric", value_name="value")
-fig = px.strip(long, x="metric", y="value", color="model",
-               hover_data=["fold"],
-               title=f"Metrics per patient fold ({DATASET})")
-fig.update_traces(marker_size=10)
-fig.show()
+if many_folds:
+    long = per_fold.melt(
+        id_vars=["model", "fold"],
+        value_vars=["accuracy", "recall", "specificity", "auc"],
+        var_name="metric", value_name="value")
+    fig = px.strip(long, x="metric", y="value", color="model",
+                   hover_data=["fold"],
+                   title=f"Metrics per patient fold ({DATASET})")
+    fig.update_traces(marker_size=10)
+    fig.show()
 
 # %% [markdown]
 # ### Per patient
@@ -238,7 +246,7 @@ bands = {m: bl.stats.roc_confidence_band(rows["y_true"], rows["p_tumor"],
                                          n_resamples=500, seed=P.seed)
          for m, rows in main.groupby("model")}
 bl.plots.roc_figure(curves, bands,
-                    title=f"ROC curves, patient folds, "
+                    title=f"ROC curves, {SPLIT}, "
                           f"bands resample patients ({DATASET})").show()
 
 # %% [markdown]
@@ -262,18 +270,22 @@ else:
 # ## The leakage experiment
 #
 # The paper split slices at random, so slices of one patient sit on both sides of the split
-# and the model is tested on near-copies of its training images. The training chapter
-# trained both models twice more on the same slices: once on the paper's slice folds, and,
-# as a control, on each split with the training labels shuffled. A model trained on shuffled
-# labels has learned nothing about tumors, so it must score at chance: AUC 0.5, and accuracy
-# no better than always answering the majority class. A control clearly above chance would
-# point to a leak in the evaluation itself. Intervals resample patients.
+# and the model is tested on near-copies of its training images. When a run asks for it
+# (`leakage_experiment`, under patient cross-validation), the training chapter trains both
+# models twice more on the same slices: once on the paper's slice folds, and, as a control,
+# on each split with the training labels shuffled. A model trained on shuffled labels has
+# learned nothing about tumors, so it must score at chance: AUC 0.5, and accuracy no better
+# than always answering the majority class. A control clearly above chance would point to a
+# leak in the evaluation itself. Intervals resample patients. Whether this run did:
 
 # %% tags=["nbval-check-output"]
 leakage = bl.leakage_report.leakage_table(predictions, [MODEL_A, MODEL_B],
                                           **ANALYSIS)
-print(leakage.title(), *leakage.notes(), sep="\n")
-leakage.table
+if leakage.available:
+    print(leakage.title(), *leakage.notes(), sep="\n")
+    display(leakage.table)
+else:
+    print(bl.leakage_report.not_run_line(P.leakage_experiment, P.evaluation))
 
 # %%
 if leakage.available:
@@ -285,23 +297,22 @@ if leakage.available:
 # %% [markdown]
 # How much does the slice split inflate the numbers? The same slices are scored under both
 # splits, so the inflation is a paired difference, slice split minus patient split, on the
-# slices both splits scored, and its interval resamples patients.
+# slices both splits scored, and its interval resamples patients; then the verdicts in words.
 
 # %% tags=["nbval-check-output"]
-inflation = bl.leakage_report.leakage_inflation(
-    predictions, [MODEL_A, MODEL_B], **ANALYSIS)
-print(inflation.title(), *inflation.notes(), sep="\n")
-inflation.frame.round(3)
-
-# %% [markdown]
-# In words, computed from the two tables above:
-
-# %% tags=["nbval-check-output"]
-print("\n".join(bl.leakage_report.leakage_sentences(leakage, inflation)))
-controls = leakage.controls
-glue_value("controls", len(controls))
-glue_value("controls_above",
-           int(controls["above_chance"].sum()) if len(controls) else 0)
+if leakage.available:
+    inflation = bl.leakage_report.leakage_inflation(
+        predictions, [MODEL_A, MODEL_B], **ANALYSIS)
+    print(inflation.title(), *inflation.notes(), sep="\n")
+    display(inflation.frame.round(3))
+    print("\n".join(bl.leakage_report.leakage_sentences(leakage, inflation)))
+    controls = leakage.controls
+    n_above = int(controls["above_chance"].sum())
+    controls_line = (f"Here {n_above} of {len(controls)} control "
+                     "intervals lie above chance.")
+else:  # said once, above
+    controls_line = "This run trained no shuffled-label control."
+glue_value("controls_line", controls_line)
 glue_value("majority_rate", leakage.majority_rate)
 
 # %% [markdown]
@@ -314,13 +325,13 @@ glue_value("majority_rate", leakage.majority_rate)
 # The shuffled-label control checks the evaluation itself: with labels that carry no
 # information, the tumor probability should rank tumor slices no better than a coin (AUC
 # 0.5), and accuracy should not beat the {glue:text}`majority_rate:.3f` of always answering
-# the majority class. Here {glue:text}`controls_above` of {glue:text}`controls` control
-# intervals lie above chance. Two cautions in reading that count. Each interval describes
-# the sampling of test patients for one trained model; it does not include the spread of
-# the null itself, since one shuffle is one draw from it (a permutation test would repeat
-# the shuffle many times). And with several intervals at 95%, one of them missing chance
-# now and then is expected. A leak would show as a pattern: AUC above chance for every model
-# and split, persisting when the shuffle is repeated with other seeds.
+# the majority class. {glue:text}`controls_line` Two cautions in reading such a count. Each
+# interval describes the sampling of test patients for one trained model; it does not
+# include the spread of the null itself, since one shuffle is one draw from it (a
+# permutation test would repeat the shuffle many times). And with several intervals at 95%,
+# one of them missing chance now and then is expected. A leak would show as a pattern: AUC
+# above chance for every model and split, persisting when the shuffle is repeated with
+# other seeds.
 #
 # What this chapter cannot say: whether ResNet50 is better than VGG16. Both are scored on
 # the same slices, so the question needs a paired test, and the slices of a patient are not
@@ -340,7 +351,7 @@ glue_value("majority_rate", leakage.majority_rate)
 # institution costs.
 
 # %% tags=["nbval-check-output"]
-if P.institution_holdout and P.evaluation == "cv":
+if P.runs_institution_holdout:
     travelled, travel_folders = bl.study.run_institution_holdout(
         P, progress=False)
     by_fold = bl.external.institution_folds(manifest)
@@ -353,6 +364,9 @@ if P.institution_holdout and P.evaluation == "cv":
     cross_validated = bl.study.run_models(P, bl.study.all_models(P),
                                           progress=False)
     display(bl.travel_report.travel_gap(cross_validated, travelled).round(3))
+elif P.evaluation == "institution":
+    print("This run's own folds are institutions: every result above "
+          "is already on an institution the model never saw.")
 else:
     print("Not run in this study "
           f"(institution_holdout={P.institution_holdout}, "

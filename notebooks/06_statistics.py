@@ -26,8 +26,12 @@
 # And slices come from patients: a patient's slices share anatomy, scanner and tumor, so
 # they succeed and fail together. Each method below therefore comes in two forms where it
 # can, one that treats slices as independent (what a slice-level paper would compute) and
-# one that takes the patient as the unit (what generalises to new patients). When the two
-# disagree, believe the patient-level one.
+# one that takes the patient as the unit (what generalises to new patients). With many
+# patients the patient-level form is usually the more cautious of the two. With few, its
+# standard error is estimated from a handful of per-patient numbers, noisy and often too
+# small, so it can come out *more* confident than the slice-level one; there the exact
+# sign-flip test over patients, which needs no large-sample approximation, is the one to
+# read (the primary result below says which case this run is).
 
 # %% tags=["remove-cell"]
 # Set-up on Colab only: install brainlib from the repository (Colab keeps its TensorFlow).
@@ -152,7 +156,7 @@ comparison.mcnemar_methods.drop(columns=["model_a", "model_b"]).round(4)
 # worth of evidence, and slices of a patient tend to err together, which makes a
 # slice-level p-value too small. So if even this p-value is large, no difference was
 # detected (which is not evidence that there is none); if it is small, the patient-level
-# methods below decide.
+# methods below decide, read with the number of patients they rest on.
 #
 # ### McNemar with the patient as the unit
 #
@@ -305,21 +309,25 @@ comparison.auc_tests[["method", "auc_a", "auc_b", "difference", "se",
 
 # %% tags=["nbval-check-output"]
 fold_accuracy = comparison.fold_tests.get("accuracy")
-print(f"{len(comparison.fold_tests)} metrics tested across "
-      f"{comparison.n_folds} folds"
-      + "".join(f"\n  not tested: {m}: {why}"
-                for m, why in comparison.fold_skipped.items()))
-glue_value("fold_accuracy_p",
-           fold_accuracy.corrected_ttest.pvalue if fold_accuracy else np.nan)
-glue_value("fold_accuracy_p_a_better",
-           fold_accuracy.bayesian.p_a_better if fold_accuracy else np.nan)
-glue_value("n_folds", comparison.n_folds)
-comparison.fold_table.drop(columns=["model_a", "model_b"],
-                           errors="ignore").round(4)
-
-# %% tags=["nbval-check-output"]
-(fold_accuracy.per_fold.round(4) if fold_accuracy
- else "needs at least 2 folds")
+if comparison.n_folds < 2:
+    fold_line = (f"Not applicable to this run (evaluation={P.evaluation}): "
+                 "its one test set gives nothing to compare split by split.")
+    print(fold_line)
+else:
+    print(f"{len(comparison.fold_tests)} metrics tested across "
+          f"{comparison.n_folds} folds"
+          + "".join(f"\n  not tested: {m}: {why}"
+                    for m, why in comparison.fold_skipped.items()))
+    display(comparison.fold_table.drop(columns=["model_a", "model_b"],
+                                       errors="ignore").round(4))
+if fold_accuracy:
+    display(fold_accuracy.per_fold.round(4))
+    fold_line = (
+        f"On accuracy, the corrected t-test over {comparison.n_folds} folds "
+        f"gives p = {fold_accuracy.corrected_ttest.pvalue:.3g}, and the "
+        f"correlated t-test P({MODEL_A} better by more than the ROPE) = "
+        f"{fold_accuracy.bayesian.p_a_better:.3f}.")
+glue_value("fold_line", fold_line)
 
 # %%
 if fold_accuracy:
@@ -330,9 +338,7 @@ if fold_accuracy:
               f"{MODEL_A} - {MODEL_B}").show()
 
 # %% [markdown]
-# On accuracy, the corrected t-test over {glue:text}`n_folds` folds gives p =
-# {glue:text}`fold_accuracy_p:.3g`, and the correlated t-test P({glue:text}`model_a` better
-# by more than the ROPE) = {glue:text}`fold_accuracy_p_a_better:.3f`.
+# {glue:text}`fold_line`
 #
 # ### Holm's correction across the secondary tests
 #
@@ -345,18 +351,19 @@ if fold_accuracy:
 
 # %% tags=["nbval-check-output"]
 holm = comparison.holm
-rejected = comparison.rejected
-for key, family in (("slices", "slice-level (McNemar, DeLong)"),
-                    ("folds", "fold-level (corrected t)")):
-    glue_value(f"holm_rejected_{key}", rejected.get(family, 0))
-    glue_value(f"holm_tests_{key}",
-               int((holm.index.get_level_values("family") == family).sum()))
+counts = []
+for family in ("slice-level (McNemar, DeLong)", "fold-level (corrected t)"):
+    n_tests = int((holm.index.get_level_values("family") == family).sum())
+    if n_tests:
+        counts.append(f"{comparison.rejected.get(family, 0)} of {n_tests} "
+                      f"{family.split(' (')[0]} tests")
+holm_line = ("After Holm's correction, " + " and ".join(counts)
+             + " reject \"no difference\" at the 5% level.")
+glue_value("holm_line", holm_line)
 holm.droplevel("row").round(4)
 
 # %% [markdown]
-# After Holm's correction, {glue:text}`holm_rejected_slices` of
-# {glue:text}`holm_tests_slices` slice-level tests and {glue:text}`holm_rejected_folds` of
-# {glue:text}`holm_tests_folds` fold-level tests reject "no difference" at the 5% level.
+# {glue:text}`holm_line`
 #
 # ### Secondary: how much is seed noise?
 #
@@ -424,7 +431,7 @@ coverage
 # paper's 8-fold cross-validation were pooled, which counts every slice exactly once too;
 # the paper describes neither, and its tables cannot tell the two apart. Either way the
 # split was by slice, so held-out slices have near-copies from the same patient in training
-# (the previous chapter measures what that does).
+# (the previous chapter's leakage experiment measures what that does, where a run has it).
 #
 # ### Does Table IV follow from Tables II-III?
 #

@@ -95,3 +95,24 @@ def test_papermill_parameters_are_checked_by_the_notebook(injected, message, tmp
     with pytest.raises(papermill.PapermillExecutionError, match=message):
         papermill.execute_notebook(str(source), str(tmp_path / "out.ipynb"), parameters=injected,
                                    kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+
+
+def test_study_refuses_bfloat16_where_it_cannot_run(monkeypatch):
+    """Where a bfloat16 convolution fails (oneDNN capped below bfloat16), `auto` computes
+    the frozen base in float32 and an explicit bfloat16 setting is refused, naming the
+    setting to change; nothing falls back silently."""
+    from brainlib import machine, study
+
+    monkeypatch.setattr(machine, "bfloat16_convolution_works", lambda: False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert study.base_precision("auto") == "float32"
+    assert study.base_precision("float32") == "float32"
+    with pytest.raises(params.ParameterError,
+                       match=r"base_precision=bfloat16 asks for bfloat16.*ONEDNN_MAX_CPU_ISA=AVX2"
+                             r".*-p base_precision=float32"):
+        study.base_precision("bfloat16")
+    sample = params.resolve("sample", {})
+    assert sample.unet_precision == "mixed_bfloat16"
+    with pytest.raises(params.ParameterError, match=r"-p unet_precision=float32"):
+        study.segmentation_config(sample)
+    assert study.segmentation_config(params.resolve("sample", {"unet_precision": "float32"}))

@@ -59,10 +59,78 @@ def test_cluster_se_matches_hand_computation():
     assert se == pytest.approx(math.sqrt(516) / 81, rel=1e-12)            # the same by hand
     assert (result.n_patients, result.n_slices) == (3, 9)
     assert result.accuracy_a == pytest.approx(7 / 9) and result.accuracy_b == pytest.approx(6 / 9)
-    z = 1.959963984540054
-    assert (result.wald_low, result.wald_high) == pytest.approx((estimate - z * se,
-                                                                 estimate + z * se), rel=1e-9)
-    assert result.mdd == pytest.approx((z + 0.8416212335729143) * se, rel=1e-9)
+    # 3 patients: t with 2 degrees of freedom, not the normal
+    t975, t80 = 4.302652729911275, 1.0606601717798212
+    assert (result.wald_low, result.wald_high) == pytest.approx((estimate - t975 * se,
+                                                                 estimate + t975 * se), rel=1e-9)
+    assert result.mdd == pytest.approx((t975 + t80) * se, rel=1e-9)
+    assert result.reference == "t with 2 degrees of freedom"
+    assert result.pvalue == pytest.approx(2 * sps.t(2).sf(estimate / se), rel=1e-9)
+
+
+def test_t_below_the_small_sample_threshold_and_the_normal_from_it():
+    k = primary.SMALL_SAMPLE_PATIENTS
+    below = primary.primary_endpoint(paired_run(k - 1), n_resamples=N_RESAMPLES, seed=0)
+    at = primary.primary_endpoint(paired_run(k), n_resamples=N_RESAMPLES, seed=0)
+    q_below = (below.wald_high - below.wald_low) / (2 * below.se)
+    q_at = (at.wald_high - at.wald_low) / (2 * at.se)
+    assert q_below == pytest.approx(sps.t(k - 2).ppf(0.975), rel=1e-9)
+    assert q_at == pytest.approx(1.959963984540054, rel=1e-9)
+    assert below.small_sample and not at.small_sample
+    small = " ".join(below.sentences())
+    assert f"With {k - 1} patients" in small and f"t with {k - 2} degrees of freedom" in small
+    assert "cannot go below" in small
+    assert "cannot go below" not in " ".join(at.sentences())
+    assert below.to_frame().index[0] == "patient-cluster SE, t(K-1)"
+
+
+# ---------------------------------------------------------------------------- exact sign flips
+
+def test_sign_flip_test_by_hand():
+    """d = (3, 1, 2): the 8 flips give sums 6, 4, 2, 0, 0, -2, -4, -6, each 1/8; the observed
+    6 is matched in size by 6 and -6 only: p = 2/8."""
+    result = primary.sign_flip_test([3, 1, 2], [4, 4, 4])
+    assert result.pvalue == pytest.approx(0.25, abs=1e-15)
+    assert result.statistic == pytest.approx(6 / 12)
+    assert (result.n_patients, result.n_informative, result.smallest_pvalue) == (3, 3, 0.25)
+    # |observed| = 2 is reached by 6, 4, 2, -2, -4, -6: p = 6/8; zeros change nothing
+    assert primary.sign_flip_test([3, -1, 0], [4, 4, 4]).pvalue == pytest.approx(1.0)
+    assert primary.sign_flip_test([3, 1, -2, 0], [4, 4, 4, 4]).pvalue == pytest.approx(6 / 8)
+    assert primary.sign_flip_test([3, 1, -2, 0], [4, 4, 4, 4]).smallest_pvalue == 0.25
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sign_flip_test_matches_scipy_permutation_test(seed):
+    rng = np.random.default_rng(seed)
+    d = rng.integers(-6, 9, size=9)
+    n = rng.integers(8, 20, size=9)
+    ours = primary.sign_flip_test(d, n)
+    theirs = sps.permutation_test((d,), lambda x, axis=-1: x.sum(axis=axis) / n.sum(),
+                                  permutation_type="samples", n_resamples=np.inf,
+                                  vectorized=True, alternative="two-sided")
+    assert ours.statistic == pytest.approx(theirs.statistic)
+    assert ours.pvalue == pytest.approx(theirs.pvalue, rel=1e-12)
+
+
+def test_sign_flip_test_works_for_many_patients_and_refuses_fractions():
+    d = np.r_[np.full(60, 1), np.full(50, -1)]
+    result = primary.sign_flip_test(d, np.full(110, 10))
+    # the sum of 110 random signs has |sum| >= 10 with this exact binomial probability
+    exact = 2 * sps.binom(110, 0.5).sf(59)
+    assert result.pvalue == pytest.approx(exact, rel=1e-9)
+    with pytest.raises(ValueError, match="integer differences"):
+        primary.sign_flip_test([0.5, 1], [2, 2])
+
+
+def test_primary_endpoint_carries_the_sign_flip_test():
+    paired = paired_run(8)
+    result = primary.primary_endpoint(paired, n_resamples=N_RESAMPLES, seed=0)
+    sums = paired.groupby("patient_id")[["correct_a", "correct_b"]].sum()
+    direct = primary.sign_flip_test((sums["correct_a"] - sums["correct_b"]).to_numpy(),
+                                    paired.groupby("patient_id").size().to_numpy())
+    assert result.sign_flip_pvalue == pytest.approx(direct.pvalue)
+    assert f"exact sign-flip test over the 8 patients: p = {direct.pvalue:.3g}" in \
+        " ".join(result.sentences())
 
 
 def test_minimum_detectable_difference_formula():
@@ -155,7 +223,7 @@ def test_identical_predictions_have_zero_se_and_no_mdd():
 def test_percentile_and_bca_both_present_and_contain_estimate():
     result = primary.primary_endpoint(paired_run(40), n_resamples=1000, seed=0)
     frame = result.to_frame()
-    assert list(frame.index) == ["Wald, patient-cluster SE", "patient bootstrap, percentile",
+    assert list(frame.index) == [result.decision_label(), "patient bootstrap, percentile",
                                  "patient bootstrap, BCa"]
     for low, high in [(result.percentile_low, result.percentile_high),
                       (result.bca_low, result.bca_high)]:

@@ -1,6 +1,7 @@
 """Every profile's code path, and every documented edge value, gives a complete study at
 toy scale (tiny phantom, one epoch): no profile reaches a user untried."""
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import REAL_SAMPLE
 
-from brainlib import study
+from brainlib import machine, study
 
 # Toy scale: the fewest passes and units that still take every code path. The institution
 # hold-out units and the default profile's own chapters are the reference notebooks' (nbval).
@@ -37,6 +38,62 @@ def chapter_text(executed: dict) -> str:
             for kind in ("text/markdown", "text/plain"):
                 parts.append("".join(data.get(kind, "")))
     return "\n".join(parts)
+
+
+def computed_text(executed: dict) -> list[tuple[str, str]]:
+    """What a chapter's cells printed and displayed (their outputs, glued sentences
+    included), not its fixed markdown: (kind, text) per output, kind 'text' for streams and
+    plain or Markdown text, 'html' for the HTML a book page shows."""
+    parts = []
+    for cell in executed["cells"]:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                continue  # progress bars and warnings: not the chapter's statements
+            parts.append(("text", "".join(output.get("text", ""))))
+            data = output.get("data", {})
+            for kind in ("text/markdown", "text/plain"):
+                parts.append(("text", "".join(data.get(kind, ""))))
+            parts.append(("html", "".join(data.get("text/html", ""))))
+    return parts
+
+
+def about_this_run(lines: list[str]) -> list[str]:
+    """The lines of an output about this run: without the audit of the paper's own tables
+    (chapter 6), whose folds are the paper's."""
+    kept, in_audit = [], False
+    for line in lines:
+        if line.startswith("The paper's own tables") or "the table counts" in line:
+            in_audit = True
+        if in_audit and not line.strip():
+            in_audit = False
+        if not in_audit:
+            kept.append(line)
+    return kept
+
+
+FOLD_WORDS = re.compile(r"\bfolds?\b|cross-valid", re.IGNORECASE)
+
+
+def check_holdout_statements(run_dir, chapters) -> None:
+    """What a hold-out run prints is true of a hold-out: no folds, no cross-validation, no
+    experiment reported as run that did not run, nothing undefined left in a table."""
+    for chapter in chapters:
+        executed = json.loads((run_dir / f"{chapter}.ipynb").read_text())
+        for kind, text in computed_text(executed):
+            lines = about_this_run(text.splitlines())
+            if kind == "text":
+                # a table's text form may say NaN; the page shows its HTML
+                printed = [line for line in lines if not re.search(r"\s{2,}\S", line)]
+                assert not [line for line in lines if FOLD_WORDS.search(line)], \
+                    (chapter, [line for line in lines if FOLD_WORDS.search(line)])
+                assert not [line for line in printed if re.search(r"\bnan\b", line, re.I)], \
+                    (chapter, printed)
+            else:
+                assert not FOLD_WORDS.search(re.sub(r"<[^>]+>", " ", text)), (chapter, text[:300])
+                assert not re.search(r">\s*(NaN|nan|None)\s*<", text), (chapter, text[:300])
+            assert "Empty DataFrame" not in text, chapter
+            assert "leakage experiment | yes" not in text, chapter
+            assert "needs at least 2" not in text, chapter
 
 
 def check_prose(run_dir, chapters, dataset: str) -> None:
@@ -82,6 +139,8 @@ def toy_runs(tmp_path_factory, phantom_kaggle_3m) -> dict:
     study.prepare_manifest(params.resolve("default", {**TOY, "run_dir": str(root / "phantom")}))
     runs = {name: (profile, {**overrides, "run_dir": str(root / name)})
             for name, (profile, overrides) in PROFILE_RUNS.items()}
+    if not machine.bfloat16_convolution_works():  # e.g. under ONEDNN_MAX_CPU_ISA=AVX2
+        runs["sample-no-leakage"][1]["unet_precision"] = "float32"
     if (REAL_SAMPLE / "kaggle_3m").is_dir():
         runs["real"] = ("sample", {**REAL_TOY, "run_dir": str(root / "real")})
     train, test = root / "holdout-data" / "train" / "kaggle_3m", root / "holdout-data" / "test" / "kaggle_3m"
@@ -93,6 +152,9 @@ def toy_runs(tmp_path_factory, phantom_kaggle_3m) -> dict:
     runs["holdout"] = ("default", {**TOY, "data_source": str(train), "n_folds": 2,
                                    "test_data_source": str(test), "evaluation": "holdout",
                                    "run_dir": str(root / "holdout")})
+
+    runs["institution"] = ("default", {**TOY, "evaluation": "institution",
+                                       "run_dir": str(root / "institution")})
 
     def run(item):
         name, (profile, overrides) = item
@@ -158,3 +220,26 @@ def test_a_holdout_run_trains_on_one_folder_and_tests_on_another(toy_runs):
     assert {"resnet50", "vgg16", "unet"} == set(predictions["model"])
     text = chapter_text(json.loads((run_dir / "05_evaluation.ipynb").read_text()))
     assert "tested once on the 3 patients of" in text
+    check_holdout_statements(run_dir, CHAPTERS)
+
+
+@pytest.mark.slow
+def test_an_institution_run_says_what_it_ran(toy_runs):
+    """evaluation='institution': every chapter runs, the run card and chapter 5 say that the
+    folds are institutions, and that the leakage experiment and the extra institution
+    hold-out did not run (and why), once each."""
+    run_dir = finished(toy_runs, "institution")
+    for chapter in CHAPTERS:
+        executed = json.loads((run_dir / f"{chapter}.ipynb").read_text())
+        assert not [o for c in executed["cells"] for o in c.get("outputs", [])
+                    if o.get("output_type") == "error"], chapter
+        printed = "\n".join(text for _, text in computed_text(executed))
+        assert "| evaluation | one fold per institution |" in printed, chapter
+        assert "| leakage experiment | no |" in printed, chapter
+        assert "Empty DataFrame" not in printed and "needs at least 2" not in printed, chapter
+    printed = "\n".join(text for _, text in computed_text(
+        json.loads((run_dir / "05_evaluation.ipynb").read_text())))
+    assert printed.count("the leakage experiment compares a slice split") == 1
+    assert "This run's own folds are institutions" in printed
+    predictions = pd.read_csv(run_dir / "predictions.csv")
+    assert set(predictions["scheme"]) == {"patient"} and predictions["fold"].nunique() > 1

@@ -252,6 +252,20 @@ def test_secondary_disagreeing_with_the_primary_is_named_and_never_overrules_it(
     assert "PHANTOM" not in text
 
 
+def test_estimates_leaning_different_ways_are_each_named(b_better):
+    """No "do not lean one way" beside a primary that leans: each estimate's side is said."""
+    result = cr.compare_models(b_better, *MODELS, rope=0.01, n_resamples=N_RESAMPLES, seed=0,
+                               slice_resamples=1000)
+    decision = primary_of(result)
+    assert result.delong.difference != 0
+    decision.estimate = -result.delong.difference  # accuracy against the AUC's side
+    text = "\n".join(cr.conclusions(result, decision, audit.audit_paper(), "REAL"))
+    assert "do not all lean the same way" in text
+    a_side, b_side = (MODELS[0], MODELS[1]) if decision.estimate > 0 else MODELS[::-1]
+    assert f"accuracy difference {decision.estimate:+.3f} leans towards {a_side}" in text
+    assert f"AUC difference {result.delong.difference:+.3f} leans towards {b_side}" in text
+
+
 @pytest.fixture(scope="module")
 def b_better():
     return small_run(separations=(("resnet50", 1.0), ("vgg16", 3.5)), seed=2)
@@ -267,10 +281,9 @@ def test_compare_models_with_one_fold_skips_the_fold_tests(main):
     assert result.holm_folds is None
     assert list(result.holm.index.get_level_values("family").unique()) == \
         ["slice-level (McNemar, DeLong)"]
-    assert "not run: needs at least 2 folds" in cr.priors_table(result).loc[
-        "fold-level correlated t-test", "prior"]
+    assert "fold-level correlated t-test" not in cr.priors_table(result).index
     lines = cr.conclusions(result, primary_of(result), audit.audit_paper(), "PHANTOM")
-    assert any("fold-level tests skipped: 6 of 6" in line for line in lines)
+    assert any("one test set: nothing to test split by split" in line for line in lines)
     assert "not tested across folds" in result.summary()
 
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import tifffile
 
-from brainlib import (data, loss, masks as mask_store, metrics, pipeline, runner, scores as slice,
-                      segmenter, splits, stats, transform, unet)
+from brainlib import (data, loss, machine, masks as mask_store, metrics, pipeline, runner,
+                      scores as slice, segmenter, splits, stats, transform, unet)
 
 SIZE = 32
 TINY = segmenter.SegmentationConfig(image_size=SIZE, widths=(4, 8, 16), epochs=1,
@@ -54,6 +54,10 @@ def test_resunet_uses_resnet50_as_encoder():
         unet.build_resunet(48)
 
 
+@pytest.mark.skipif(not machine.bfloat16_convolution_works(),
+                    reason="a bfloat16 convolution fails on this machine (e.g. oneDNN capped "
+                           "below bfloat16 by ONEDNN_MAX_CPU_ISA); the run refuses bfloat16 "
+                           "settings there (test_study_refuses_bfloat16_where_it_cannot_run)")
 def test_mixed_precision_unet_keeps_float32_weights_and_logits():
     model = unet.build_unet(SIZE, (4, 8), precision="mixed_bfloat16")
     conv = model.get_layer("encoder1_conv1")
@@ -213,6 +217,10 @@ def test_a_unet_with_neighbour_slices_trains_and_predicts_on_five_channels(manif
         segmenter.SegmentationConfig(model="resunet", neighbour_slices=True)
 
 
+@pytest.mark.skipif(not machine.bfloat16_convolution_works(),
+                    reason="a bfloat16 convolution fails on this machine (e.g. oneDNN capped "
+                           "below bfloat16 by ONEDNN_MAX_CPU_ISA); the run refuses bfloat16 "
+                           "settings there (test_study_refuses_bfloat16_where_it_cannot_run)")
 def test_a_mixed_precision_unet_trains_reproducibly_on_cpu(manifest):
     config = TINY.replace(precision="mixed_bfloat16", epochs=2)
     images = pipeline.load_images(manifest, SIZE)[:24]

@@ -84,5 +84,5 @@ def test_a_temperature_at_the_end_of_its_range_is_reported():
     rows = synthetic()
     rows.loc[rows["fold"] == 1, "temperature"] = 20.0
     table = trust_report.calibration_table(rows, ["m"])
-    assert table.set_index("probability").loc["temperature-scaled", "folds at a bound"] == 1
+    assert table.set_index("probability").loc["temperature-scaled", "fits at a bound"] == 1
     assert "In 1 fold(s) the fitted T reached the end" in trust_report.calibration_sentences(table)[0]
