@@ -291,7 +291,7 @@ def _claim_line(low: float, high: float, gap: float) -> str:
 
 
 def conclusions(comparison: ModelComparison, primary, audit_result,
-                dataset_label: str) -> list[str]:
+                dataset_label: str, can_test: str = "") -> list[str]:
     """The closing sentences of chapter 06, each computed from the results: the paper's
     tables, then this run's primary result (``primary.primary_endpoint``, the declared
     decision) and its secondary tests, in the language the evidence allows (an interval that
@@ -300,7 +300,8 @@ def conclusions(comparison: ModelComparison, primary, audit_result,
     c, p = comparison, primary
     names = (c.model_a, c.model_b)
     m, post, acc = c.mcnemar, c.patient_posterior, c.accuracy_patients
-    lines = ["The paper's own tables:", *_paper_lines(audit_result, names), "",
+    lines = ([can_test, ""] if can_test else []) + [
+             "The paper's own tables:", *_paper_lines(audit_result, names), "",
              f"This study's predictions ({dataset_label}, "
              + ("patient folds" if c.n_folds > 1 else "one hold-out test set")
              + f", {c.n_patients} patients):"]
@@ -340,8 +341,12 @@ def conclusions(comparison: ModelComparison, primary, audit_result,
                      f"the ROPE of +-{c.rope:g}: too small to choose a network by.")
     lines.append("- " + p.power_sentence())
     gap = paper_accuracy_gap(audit_result, *names)
-    if np.isfinite(gap):
+    if np.isfinite(gap) and p.claim_testable:
         lines.append("- " + _claim_line(p.wald_low, p.wald_high, gap))
+    elif np.isfinite(gap):
+        lines.append(f"- The paper's claimed difference ({gap:+.3f}) is not measured against "
+                     "this run: the claim is about ImageNet-transferred networks on real "
+                     "slices, and this run is not that.")
     total = len(c.holm)
     lines.append(f"- Secondary, the same comparison from other sides; Holm-corrected, "
                  f"{sum(c.rejected.values())} of {total} tests reject 'no difference'" + (

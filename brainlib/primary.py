@@ -235,6 +235,9 @@ class PrimaryEndpoint(Result):
     """Exact two-sided sign-flip test over patients (``sign_flip_test``)."""
     sign_flip_smallest: float = float("nan")
     """The smallest p-value the sign-flip test can give with these patients."""
+    claim_testable: bool = True
+    """Whether the run can bear on the paper's claim (real data, ImageNet bases); if not,
+    the claimed difference is not measured against this run's interval."""
     distribution: np.ndarray = field(repr=False, default=None)
 
     def title(self) -> str:
@@ -299,6 +302,10 @@ class PrimaryEndpoint(Result):
     def claim_sentence(self) -> str:
         """Where the paper's claimed difference sits against the decision interval."""
         a, claim = self.model_a, self.paper_difference
+        if not self.claim_testable:
+            return (f"The paper's claimed {claim:+.4f} is not measured against this interval: "
+                    "its claim is about ImageNet-transferred networks on real slices, and this "
+                    "run is not that (see the run card).")
         level = f"The {self.confidence:.0%} interval"
         if self.wald_low <= claim <= self.wald_high:
             return (f"{level} includes the paper's claimed {claim:+.4f}: the run is consistent "
@@ -357,7 +364,7 @@ def _check_fraction(name: str, value: float, where: str) -> None:
 
 def primary_endpoint(paired: pd.DataFrame, n_resamples: int, seed, paper_difference: float = 0.011,
                      alpha: float = 0.05, power: float = 0.8,
-                     confidence: float = 0.95) -> PrimaryEndpoint:
+                     confidence: float = 0.95, claim_testable: bool = True) -> PrimaryEndpoint:
     """THE primary question: pooled slice accuracy a - b, patients as the unit.
 
     The decision is the interval D +- q SE with the patient-cluster SE
@@ -423,7 +430,7 @@ def primary_endpoint(paired: pd.DataFrame, n_resamples: int, seed, paper_differe
         can_detect_paper_difference=bool(np.isfinite(mdd) and mdd <= abs(paper_difference)),
         interval_excludes_zero=excludes, bootstrap_agrees=agrees,
         reference=distribution_name(n.size), sign_flip_pvalue=flips.pvalue,
-        sign_flip_smallest=flips.smallest_pvalue,
+        sign_flip_smallest=flips.smallest_pvalue, claim_testable=bool(claim_testable),
         distribution=percentile.bootstrap_distribution)
 
 

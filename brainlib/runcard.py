@@ -111,6 +111,27 @@ class RunCard(Result):
         return self.weights == "ImageNet" or self.weights.startswith("file ")
 
     @property
+    def can_test_paper_claim(self) -> bool:
+        """Only real LGG slices with frozen ImageNet bases can bear on the paper's claim
+        (ImageNet-transferred ResNet50 ahead of VGG16)."""
+        return self.dataset != "PHANTOM" and self.weights == "ImageNet"
+
+    def can_test_line(self) -> str:
+        """One sentence: what this run's comparison can and cannot test."""
+        data = "PHANTOM data" if self.dataset == "PHANTOM" else \
+            f"real LGG slices of {self.n_patients} patients"
+        weights = {"ImageNet": "frozen ImageNet bases",
+                   RANDOM_WEIGHTS: "randomly initialised bases (no ImageNet)"}.get(
+            self.weights, f"bases from a {self.weights}")
+        evaluation = {"cv": f"{self.n_folds}-fold patient cross-validation",
+                      "institution": "one institution per test fold",
+                      "holdout": f"one hold-out of {self.test_patients} patients"}[self.evaluation]
+        verdict = ("it bears on the paper's transfer-learning claim" if self.can_test_paper_claim
+                   else "it cannot test the paper's ImageNet claim; it compares these two "
+                        "trained models in this setting")
+        return f"What this run can test: {data}, {weights}, {evaluation}; {verdict}."
+
+    @property
     def all_folds_run(self) -> bool:
         return len(self.folds_run) == self.n_folds
 

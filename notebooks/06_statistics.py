@@ -61,7 +61,9 @@ from IPython.display import display
 import brainlib as bl
 
 P, manifest, DATASET = bl.notebook.open_run(globals())
-ROPE = 0.01  # region of practical equivalence: +-1 accuracy point
+ROPE = bl.params.EQUIVALENCE_MARGIN  # fixed before any run: +-1 point
+CARD = bl.runcard.run_card(P, manifest)
+CLAIM_TESTABLE = CARD.can_test_paper_claim
 MODEL_A, MODEL_B = P.model_names[:2]  # differences are A - B
 glue_value = bl.notebook.glue_value  # pastes a value into the book's prose
 for name, value in (("dataset", DATASET), ("model_a", MODEL_A),
@@ -102,7 +104,8 @@ comparison = bl.comparison_report.compare_models(
 glue_value("n_slices", comparison.n_slices)
 glue_value("n_patients", comparison.n_patients)
 primary = bl.primary.primary_endpoint(
-    comparison.paired, n_resamples=bl.report.PATIENT_RESAMPLES, seed=P.seed)
+    comparison.paired, n_resamples=bl.report.PATIENT_RESAMPLES, seed=P.seed,
+    claim_testable=CLAIM_TESTABLE)
 print("\n".join(primary.sentences()))
 primary.to_frame().round(4)
 
@@ -545,7 +548,7 @@ fig.show()
 
 # %% tags=["nbval-check-output"]
 print("\n".join(bl.comparison_report.conclusions(
-    comparison, primary, audit, DATASET)))
+    comparison, primary, audit, DATASET, can_test=CARD.can_test_line())))
 
 # %% [markdown]
 # In plain words:

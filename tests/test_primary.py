@@ -311,3 +311,16 @@ def test_secondary_family_is_holm_and_labelled():
     assert "Secondary" in result.summary()
     with pytest.raises(ValueError, match="found none"):
         primary.secondary_family({})
+
+
+def test_a_run_that_cannot_test_the_claim_does_not_measure_it():
+    """Random bases or phantom data: the paper's claimed difference is named but not set
+    against the interval ("consistent with", "lies below" are not said)."""
+    paired = paired_run(20)
+    testable = primary.primary_endpoint(paired, n_resamples=N_RESAMPLES, seed=0)
+    untestable = primary.primary_endpoint(paired, n_resamples=N_RESAMPLES, seed=0,
+                                          claim_testable=False)
+    assert "paper's claimed" in testable.claim_sentence()
+    assert "is not measured against this interval" in untestable.claim_sentence()
+    text = " ".join(untestable.sentences())
+    assert "consistent with" not in text and "lies below the paper" not in text

@@ -309,3 +309,16 @@ def test_the_run_page_names_the_machines_that_trained_and_the_measured_spread(tm
     assert f"| ResNet50 | accuracy | {spread['measured']['resnet50']['accuracy']['seed_sd']:.3f} |" in text
     assert f"±{tolerance:.3f}" in text
     assert ("whose spread was not measured" in text) == (profile != "default")
+
+
+@pytest.mark.parametrize("profile, weights, dataset, testable", [
+    ("sample", "none", "real", False), ("sample", "imagenet", "real", True),
+    ("default", "imagenet", "phantom", False)])
+def test_the_card_says_whether_the_run_can_test_the_papers_claim(profile, weights, dataset,
+                                                                 testable):
+    card = run_card(resolve(profile, weights=weights), make_manifest(20, 80, dataset, 30))
+    assert card.can_test_paper_claim == testable
+    line = card.can_test_line()
+    assert line.startswith("What this run can test: ")
+    assert ("cannot test the paper's ImageNet claim" in line) == (not testable)
+    assert ("randomly initialised bases (no ImageNet)" in line) == (weights == "none")
