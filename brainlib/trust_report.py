@@ -280,18 +280,32 @@ def calibration_sentences(table: pd.DataFrame) -> list[str]:
 
 
 def referral_sentences(referral: pd.DataFrame, errors: pd.DataFrame) -> list[str]:
-    """Per model: the measure that flags errors best, what referring by it buys, and the
-    measures no better than chance at flagging errors."""
+    """Per model: the measure with the highest error-detection AUROC and what referring by
+    it does, each measure's verdict read from its interval against chance (0.5): above
+    chance, below it (its least sure slices are more often right than its sure ones), or
+    not told from it. A measure is called the one that "flags errors best" only when its
+    interval lies above chance."""
     out = []
     for model, own in errors.groupby("model", sort=False):
         best = own.sort_values("AUROC", ascending=False).iloc[0]
         curve = referral[(referral["model"] == model) & (referral["measure"] == best["measure"])]
         at = {round(r["referred"], 6): r for _, r in curve.iterrows()}
-        text = (f"{model}: {best['measure']} flags its errors best (AUROC "
-                f"{interval_text(best['AUROC'], best['low'], best['high'])}); referring the 10% "
-                f"and 20% least sure slices by it moves accuracy from {at[0.0]['accuracy']:.3f} "
-                f"to {at[0.1]['accuracy']:.3f} and {at[0.2]['accuracy']:.3f}")
-        chance = own[own["low"] <= 0.5]["measure"].tolist()
+        auroc = interval_text(best["AUROC"], best["low"], best["high"])
+        if best["low"] > 0.5:
+            head = f"{model}: {best['measure']} flags its errors best (AUROC {auroc})"
+        else:
+            head = (f"{model}: no measure flags its errors better than chance; the highest "
+                    f"AUROC is {best['measure']}'s ({auroc})")
+        text = (f"{head}; referring the 10% and 20% least sure slices by it moves accuracy "
+                f"from {at[0.0]['accuracy']:.3f} to {at[0.1]['accuracy']:.3f} and "
+                f"{at[0.2]['accuracy']:.3f}")
+        others = own[own["measure"] != best["measure"]]
+        below = others[others["high"] < 0.5]["measure"].tolist()
+        chance = others[(others["low"] <= 0.5) & (others["high"] >= 0.5)]["measure"].tolist()
+        if below:
+            text += (f"; {' and '.join(below)} {'is' if len(below) == 1 else 'are'} below "
+                     "chance at flagging errors (AUROC interval under 0.5: its least sure "
+                     "slices are more often right than its surest)")
         if chance:
             text += f"; {' and '.join(chance)} cannot be told from chance at flagging errors"
         out.append(text + ".")

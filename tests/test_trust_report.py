@@ -86,3 +86,34 @@ def test_a_temperature_at_the_end_of_its_range_is_reported():
     table = trust_report.calibration_table(rows, ["m"])
     assert table.set_index("probability").loc["temperature-scaled", "fits at a bound"] == 1
     assert "In 1 fold(s) the fitted T reached the end" in trust_report.calibration_sentences(table)[0]
+
+
+def error_rows(measures: dict) -> pd.DataFrame:
+    """An error-detection table of one model: measure -> (AUROC, low, high)."""
+    return pd.DataFrame([{"model": "m", "measure": m, "AUROC": a, "low": lo, "high": hi}
+                         for m, (a, lo, hi) in measures.items()])
+
+
+def flat_referral(measures) -> pd.DataFrame:
+    return pd.DataFrame([{"model": "m", "measure": m, "referred": r, "accuracy": 0.8}
+                         for m in measures for r in (0.0, 0.1, 0.2)])
+
+
+@pytest.mark.parametrize("measures, says, never", [
+    ({"entropy": (0.8, 0.7, 0.9), "margin": (0.3, 0.2, 0.4), "mi": (0.5, 0.4, 0.6)},
+     ["entropy flags its errors best", "margin is below chance",
+      "mi cannot be told from chance"], ["no measure flags"]),
+    ({"entropy": (0.55, 0.45, 0.65), "mi": (0.3, 0.2, 0.4)},
+     ["no measure flags its errors better than chance; the highest AUROC is entropy's",
+      "mi is below chance"], ["flags its errors best", "entropy cannot be told"]),
+    ({"entropy": (0.4, 0.3, 0.45), "mi": (0.3, 0.2, 0.35)},
+     ["no measure flags", "mi is below chance"], ["flags its errors best"]),
+])
+def test_referral_sentences_follow_each_interval_against_chance(measures, says, never):
+    """Each branch on a hand-made table: above, below and not told from chance; "best" only
+    for a measure above chance, and never "best" and "chance" of one measure at once."""
+    text = trust_report.referral_sentences(flat_referral(measures), error_rows(measures))[0]
+    for phrase in says:
+        assert phrase in text, (phrase, text)
+    for phrase in never:
+        assert phrase not in text, (phrase, text)
