@@ -106,8 +106,9 @@ bl.report.without_single_fold(
 # %% [markdown]
 # ## What the protocol chose
 #
-# Per unit of the main experiment (patient folds, true labels): the patients it was fitted
-# on and validated on, the epoch kept and the threshold chosen on the validation patients.
+# Per unit of the main experiment (true labels): how many slices it was fitted on
+# (`n_fit`) and validated on (`n_validation`, slices of the inner validation patients),
+# the epoch kept and the threshold chosen on the validation patients.
 # Under the paper's protocol there are no validation patients, the epoch is the last and
 # the threshold 0.5.
 
