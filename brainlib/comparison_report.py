@@ -427,3 +427,44 @@ def seed_spread(predictions: pd.DataFrame, model_a: str, model_b: str) -> pd.Dat
         table.loc["mean"] = table.mean()
         table.loc["sd"] = table.drop(index="mean").std(ddof=1)
     return table
+
+
+def seed_verdict(predictions: pd.DataFrame, model_a: str, model_b: str, n_resamples: int,
+                 seed: int) -> list[str]:
+    """The primary question asked again of each training seed (`study.run_seed_repeats`):
+    each seed's difference and whether its interval excludes 0, the spread over seeds beside
+    the first seed's interval half-width, and whether the verdict holds across seeds (it
+    stands only if every seed's interval says the same about 0)."""
+    from .primary import primary_endpoint
+
+    results = {}
+    for training_seed, run in predictions.groupby("training_seed", sort=True):
+        paired = stats.pair_predictions(run, model_a, model_b)
+        results[training_seed] = primary_endpoint(paired, n_resamples=n_resamples, seed=seed)
+    if len(results) < 2:
+        return [f"One training seed only ({', '.join(map(str, results))}): the primary result "
+                "compares two trained models; another seed could move it."]
+    differences = np.array([r.estimate for r in results.values()])
+    first = next(iter(results.values()))
+    half_width = (first.wald_high - first.wald_low) / 2
+    excludes = [r.interval_excludes_zero for r in results.values()]
+    sides = {("above" if r.wald_low > 0 else "below") for r in results.values()
+             if r.interval_excludes_zero}
+    listed = ", ".join(f"{d:+.3f} (seed {k})" for k, d in zip(results, differences))
+    spread = float(differences.std(ddof=1))
+    lines = [f"The primary difference {model_a} - {model_b} per training seed: {listed}; "
+             f"SD over seeds {spread:.3f}, against a half-width of {half_width:.3f} for the "
+             f"first seed's interval."]
+    if all(excludes) and len(sides) == 1:
+        lines.append(f"Every seed's interval lies {sides.pop()} 0: the verdict holds across "
+                     "seeds.")
+    elif not any(excludes):
+        lines.append("No seed's interval excludes 0: no difference detected under any seed.")
+    else:
+        lines.append(f"The seeds disagree ({sum(excludes)} of {len(excludes)} intervals exclude "
+                     "0): no verdict stands across seeds.")
+    if spread > half_width:
+        lines.append("The spread over seeds is larger than the interval's half-width: the "
+                     "primary result compares two trained models, not two architectures, and "
+                     "a reseed moves it more than the test patients' sampling does.")
+    return lines

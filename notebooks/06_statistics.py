@@ -380,6 +380,8 @@ if len(P.training_seeds) > 1:
     by_seed = bl.study.run_seed_repeats(P, progress=False)
     display(bl.comparison_report.seed_spread(
         by_seed, MODEL_A, MODEL_B).round(3))
+    print("\n".join(bl.comparison_report.seed_verdict(
+        by_seed, MODEL_A, MODEL_B, bl.report.PATIENT_RESAMPLES, P.seed)))
 else:
     print(f"One training seed only ({P.seed}); `repeat_seeds` adds more.")
 

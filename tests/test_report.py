@@ -467,6 +467,25 @@ def test_seed_spread_gives_each_seed_then_mean_and_sd(main):
     assert table.loc["sd", "accuracy difference"] >= 0
 
 
+def test_seed_verdict_stands_only_if_every_seed_agrees(main, b_better):
+    """Two seeds that agree (the same predictions twice) keep the verdict; a seed whose
+    predictions are reversed makes the seeds disagree and the spread is named."""
+    same = pd.concat([b_better.assign(training_seed=0), b_better.assign(training_seed=1)],
+                     ignore_index=True)
+    lines = cr.seed_verdict(same, *MODELS, n_resamples=N_RESAMPLES, seed=0)
+    assert "SD over seeds 0.000" in lines[0]
+    assert "the verdict holds across seeds" in lines[1]
+    reversed_b = b_better.assign(model=b_better["model"].map({MODELS[0]: MODELS[1],
+                                                               MODELS[1]: MODELS[0]}))
+    mixed = pd.concat([b_better.assign(training_seed=0), reversed_b.assign(training_seed=1)],
+                      ignore_index=True)
+    lines = cr.seed_verdict(mixed, *MODELS, n_resamples=N_RESAMPLES, seed=0)
+    assert "no verdict stands across seeds" in " ".join(lines)
+    assert "not two architectures" in " ".join(lines)
+    one = cr.seed_verdict(b_better.assign(training_seed=0), *MODELS, N_RESAMPLES, 0)
+    assert one[0].startswith("One training seed only (0)")
+
+
 def test_table_iv_shows_percentile_patient_intervals_beside_bca(main):
     table = er.table_iv(main, *MODELS, n_resamples=N_RESAMPLES, seed=0)
     assert "patients, percentile" in table.table.columns
