@@ -333,6 +333,18 @@ _WIDE_PRE = """JSON.stringify([...document.querySelectorAll('pre')].filter(
             width: pre.scrollWidth, box: pre.clientWidth};
   }))"""
 
+# Every table wider than the text column, so the reader scrolls sideways to see its last
+# columns (its box is the scrolling container the theme or pandas puts around it).
+_WIDE_TABLE = """JSON.stringify([...document.querySelectorAll('table')].filter(
+  table => table.offsetParent !== null).map(table => {
+    const column = table.closest('article') || document.body;
+    const box = Math.min(column.clientWidth, table.parentElement.clientWidth || column.clientWidth);
+    const header = table.rows.length ? [...table.rows[0].cells].map(
+      cell => cell.textContent.trim()).join(' ') : '';
+    return {header: header.replace(/\\s+/g, ' ').trim().slice(0, 80),
+            width: table.scrollWidth, box: box};
+  }).filter(wide => wide.width > wide.box + 1))"""
+
 
 @dataclass
 class PageReading:
@@ -344,6 +356,7 @@ class PageReading:
     empty_cells: list[str]
     wide_lines: list[dict]
     colab_link: str | None
+    wide_tables: list[dict] = field(default_factory=list)
     screenshots: list[Path] = field(default_factory=list)
 
     def problems(self) -> list[str]:
@@ -357,6 +370,9 @@ class PageReading:
         found += [f"{self.page}: {'an output' if wide['output'] else 'a code'} line wider than "
                   f"its box ({wide['width']} px in {wide['box']} px): {wide['line']!r}"
                   for wide in self.wide_lines]
+        found += [f"{self.page}: a table wider than the text ({wide['width']} px in "
+                  f"{wide['box']} px), the reader scrolls sideways: {wide['header']!r}"
+                  for wide in self.wide_tables]
         if self.figures.figures and not self.figures.all_drawn:
             found.append(f"{self.page}: {self.figures}: plotly.js did not draw every figure "
                          "without network access")
@@ -408,7 +424,8 @@ def read_pages(html_dir: str | os.PathLike, pages: list[str] | None = None,
                 reading = PageReading(
                     page, PlotlyFigures(scan.figures, scan.drawn_figures, scan.main_svgs),
                     Equations(scan.equations, scan.typeset, scan.math_errors), scan.text_tables,
-                    scan.empty_cells, json.loads(evaluate(_WIDE_PRE)), _colab_href(scan.links))
+                    scan.empty_cells, json.loads(evaluate(_WIDE_PRE)), _colab_href(scan.links),
+                    json.loads(evaluate(_WIDE_TABLE)))
                 if screenshot_dir is not None and page.startswith("notebooks/"):
                     shots = [("", "window.scrollTo(0, 0)")]
                     if scan.figures:

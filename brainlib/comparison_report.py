@@ -22,6 +22,12 @@ from .report import (
 
 FOLD_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "auc")
 BETA_PRIOR = stats.DEFAULT_PRIOR
+SLICE_FAMILY = "slice-level (McNemar, DeLong)"
+PATIENT_FAMILY = "patient-level (Durkalski McNemar, clustered DeLong)"
+FOLD_FAMILY = "fold-level (corrected t)"
+HOLM_FAMILIES = (SLICE_FAMILY, PATIENT_FAMILY, FOLD_FAMILY)
+"""The Holm families, each corrected on its own: the same four questions asked with slices,
+then patients, as the unit, and the fold-level t-tests."""
 """The prior of each model's proportions (Beta-Binomial): the library's one default."""
 
 
@@ -66,7 +72,7 @@ class ModelComparison(stats.Result):
     slice_tests: pd.DataFrame
     """``stats.paired_metric_tests``: McNemar on all, tumor and tumor-free slices."""
     holm: pd.DataFrame
-    """Both Holm families (index family, row)."""
+    """The Holm families (index family, row): slice-level, patient-level, fold-level."""
     holm_slices: stats.HolmResult
     holm_folds: stats.HolmResult | None
     paired: pd.DataFrame = field(repr=False, default=None)
@@ -203,12 +209,19 @@ def compare_models(predictions: pd.DataFrame, model_a: str, model_b: str, rope: 
     slice_tests = stats.paired_metric_tests(paired).to_frame()
     family = {**dict(zip(slice_tests["test"], slice_tests["pvalue"])), "auc": delong.pvalue}
     holm_slices = stats.holm_correction(list(family.values()), names=list(family))
-    families = {"slice-level (McNemar, DeLong)": holm_slices.to_frame()}
+    patient_tests = stats.paired_metric_tests(paired, method="durkalski",
+                                              cluster="patient_id").to_frame()
+    patient_family = {**dict(zip(patient_tests["test"], patient_tests["pvalue"])),
+                      "auc": delong_clustered.pvalue}
+    holm_patients = stats.holm_correction(list(patient_family.values()),
+                                          names=list(patient_family))
+    families = {SLICE_FAMILY: holm_slices.to_frame(),
+                PATIENT_FAMILY: holm_patients.to_frame()}
     holm_folds = None
     if fold_tests:
         holm_folds = stats.holm_correction(fold_table["pvalue"].tolist(),
                                            names=fold_table["metric"].tolist())
-        families["fold-level (corrected t)"] = holm_folds.to_frame()
+        families[FOLD_FAMILY] = holm_folds.to_frame()
     holm = pd.concat(families, names=["family", "row"])
 
     return ModelComparison(
@@ -291,12 +304,14 @@ def _claim_line(low: float, high: float, gap: float) -> str:
 
 
 def conclusions(comparison: ModelComparison, primary, audit_result,
-                dataset_label: str, can_test: str = "") -> list[str]:
+                dataset_label: str, can_test: str = "", baselines: str = "") -> list[str]:
     """The closing sentences of chapter 06, each computed from the results: the paper's
     tables, then this run's primary result (``primary.primary_endpoint``, the declared
     decision) and its secondary tests, in the language the evidence allows (an interval that
     includes 0 is "no difference detected", never "no difference"; a large p-value is not
-    equivalence; a secondary test never overrules the primary one)."""
+    equivalence; a secondary test never overrules the primary one). ``baselines``: the
+    verdict against the trivial baselines (``baselines.baseline_verdict``), said after the
+    primary result."""
     c, p = comparison, primary
     names = (c.model_a, c.model_b)
     m, post, acc = c.mcnemar, c.patient_posterior, c.accuracy_patients
@@ -313,6 +328,8 @@ def conclusions(comparison: ModelComparison, primary, audit_result,
                  f"{p.reference} ({p.n_patients} patients) {p.wald_low:+.3f} to "
                  f"{p.wald_high:+.3f}: {decision}; exact sign-flip test over patients "
                  f"p = {p.sign_flip_pvalue:.3g}.")
+    if baselines:
+        lines.append(f"- {baselines}")
     estimates = [(f"accuracy difference {p.estimate:+.3f}", lean(p.estimate, names)),
                  (f"AUC difference {c.delong.difference:+.3f}",
                   lean(c.delong.difference, names)),
@@ -347,9 +364,12 @@ def conclusions(comparison: ModelComparison, primary, audit_result,
         lines.append(f"- The paper's claimed difference ({gap:+.3f}) is not measured against "
                      "this run: the claim is about ImageNet-transferred networks on real "
                      "slices, and this run is not that.")
-    total = len(c.holm)
-    lines.append(f"- Secondary, the same comparison from other sides; Holm-corrected, "
-                 f"{sum(c.rejected.values())} of {total} tests reject 'no difference'" + (
+    sizes = c.holm.groupby(level="family", sort=False).size()
+    per_family = ", ".join(f"{c.rejected.get(family, 0)} of {sizes[family]} "
+                           f"{family.split(' (')[0]}" for family in HOLM_FAMILIES
+                           if family in sizes)
+    lines.append(f"- Secondary, the same comparison from other sides; Holm-corrected within "
+                 f"each family, {per_family} tests reject 'no difference'" + (
                      (" (one test set: nothing to test split by split):" if c.n_folds < 2 else
                       f" (fold-level tests skipped: {len(c.fold_skipped)} of "
                       f"{len(FOLD_METRICS)} metrics):") if c.fold_skipped else ":"))

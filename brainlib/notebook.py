@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -83,7 +84,9 @@ NO_NUMBER = "—"
 def table_html(frame: pd.DataFrame) -> str:
     """A DataFrame as a chapter shows it: pandas' own notebook HTML, with `NO_NUMBER` in
     each cell that holds no number (a metric the paper does not report, a spread over one
-    fold); the text form (and so nbval) keeps pandas' NaN."""
+    fold); the text form (and so nbval) keeps pandas' NaN. So that a table fits the text
+    column, a plain row number (0, 1, 2, ...) is left out and a header breaks after an
+    underscore (`p_a_better` over two lines) rather than widening its column."""
     from pandas.io.formats import format as fmt
 
     # None in an object column prints as "None", not as na_rep: make it NaN first
@@ -92,11 +95,22 @@ def table_html(frame: pd.DataFrame) -> str:
     options = pd.get_option
     formatter = fmt.DataFrameFormatter(
         frame, na_rep=NO_NUMBER, float_format=options("display.float_format"),
-        index_names=True, header=True, index=True, bold_rows=True, escape=True,
+        index_names=True, header=True, index=not _is_row_number(frame.index),
+        bold_rows=True, escape=True,
         max_rows=options("display.max_rows"), min_rows=options("display.min_rows"),
         max_cols=options("display.max_columns"),
         show_dimensions=options("display.show_dimensions"), decimal=".")
-    return fmt.DataFrameRenderer(formatter).to_html(notebook=True)
+    html = fmt.DataFrameRenderer(formatter).to_html(notebook=True)
+    return re.sub(r"(<th[^>]*>)([^<]*)(</th>)",
+                  lambda m: m[1] + m[2].replace("_", "_<wbr>") + m[3], html)
+
+
+def _is_row_number(index: pd.Index) -> bool:
+    """Whether an index is pandas' row numbers (0, 1, 2, ..., or what is left of them after
+    a filter): unnamed, integers, increasing. It tells a reader nothing."""
+    return (not isinstance(index, pd.MultiIndex) and index.name is None
+            and pd.api.types.is_integer_dtype(index.dtype) and index.is_unique
+            and index.is_monotonic_increasing)
 
 
 def glue_value(name: str, value) -> None:

@@ -79,6 +79,20 @@ def interval_side(low, high, reference: float = 0.0, names=("a", "b"),
     return f"includes {where}: no difference " + ("detected" if names else f"from {short} detected")
 
 
+def joined_intervals(frame: pd.DataFrame, intervals: dict[str, tuple[str, str]],
+                     digits: int = 3) -> pd.DataFrame:
+    """A table as a chapter shows it: each pair of (low, high) columns named in
+    ``intervals`` becomes one "[low, high]" column (its key), where the low column was, so
+    a table of several intervals fits the page. An undefined limit shows as "—"."""
+    shown = frame.copy()
+    for name, (low, high) in intervals.items():
+        text = [f"[{a:.{digits}f}, {b:.{digits}f}]" if np.isfinite(a) and np.isfinite(b)
+                else "—" for a, b in zip(shown[low].astype(float), shown[high].astype(float))]
+        shown.insert(shown.columns.get_loc(low), name, text)
+        shown = shown.drop(columns=[low, high])
+    return shown
+
+
 def lean(difference: float, names=("a", "b")) -> str:
     """Which way a point estimate of ``names[0] - names[1]`` leans: a name, or "neither"."""
     if not np.isfinite(difference) or difference == 0:

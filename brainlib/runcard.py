@@ -102,6 +102,10 @@ class RunCard(Result):
     base_precision: str = "float32"    # the frozen base's arithmetic for features
     institution_holdout: bool = False
     machine: tuple[tuple[str, str], ...] = ()  # (what, value) of the machine running it
+    test_institutions: tuple[tuple[str, int], ...] = ()  # holdout: test patients per institution
+    training_institutions: tuple[str, ...] = ()          # holdout: the training patients'
+    n_test_patients: int = 0           # patients scored as test patients (all of them in a cv)
+    looked_at_test_patients: int = 0   # of those, patients in looked_at.toml
 
     # ---------------------------------------------------------------- computed
 
@@ -197,12 +201,32 @@ class RunCard(Result):
         if self.evaluation == "holdout":
             return (f"Every model trains on all {self.n_patients - self.test_patients} patients "
                     f"of {self.data_source} and is tested once on the {self.test_patients} "
-                    f"patients of {self.test_data_source}, none of them seen in training.")
+                    f"patients of {self.test_data_source}, none of them seen in training. "
+                    + self.test_sites_sentence())
         per_fold = self.n_patients / self.n_folds
         return (f"Test folds are grouped by patient (about {per_fold:.3g} patients per test "
                 "fold), unlike the paper's slice split: every test slice comes from a patient "
                 "the model did not train on, so its scores are not directly comparable with "
                 "the paper's slice-split figures.")
+
+    def test_sites_sentence(self) -> str:
+        """A hold-out's test institutions against its training ones: new patients of the
+        same sites are not external validation."""
+        new_sites = [code for code, _ in self.test_institutions
+                     if code not in self.training_institutions]
+        if not new_sites:
+            return ("Every test institution also appears among the training patients, so "
+                    "this tests new patients of the same sites: it is not external validation.")
+        return (f"Test institution(s) {', '.join(new_sites)} appear in no training patient: "
+                "their patients test the models on a site they never saw.")
+
+    def looked_at_text(self) -> str:
+        """How many of the run's test patients had their results looked at while a setting
+        of the study was chosen (``looked_at.toml``, the choices page)."""
+        if self.dataset == "PHANTOM":
+            return "none (PHANTOM patients)"
+        return (f"{self.looked_at_test_patients} of {self.n_test_patients} (of the 20-patient "
+                "real sample, see Choices made)")
 
     def can_test(self) -> list[str]:
         """Plain sentences on what this run can and cannot test, from its settings alone."""
@@ -235,6 +259,16 @@ class RunCard(Result):
             sentences.append(f"Only {MODEL_NAMES[self.models[0]]} is trained: this run "
                              "cannot compare the two architectures.")
         sentences.append(self.evaluation_sentence())
+        if self.dataset != "PHANTOM" and self.looked_at_test_patients:
+            sentences.append(
+                f"{self.looked_at_test_patients} of its {self.n_test_patients} test patients "
+                "belong to the 20-patient real sample, whose test results were looked at when "
+                "the U-Net recipe and Grad-CAM's scoring were chosen (Choices made): on them "
+                "the U-Net's and Grad-CAM's numbers may be optimistic.")
+        elif self.dataset != "PHANTOM":
+            sentences.append("None of its test patients is among those whose test results "
+                             "were looked at when a setting was chosen (Choices made lists "
+                             "them, and the earlier checks whose patients were not recorded).")
         if self.institution_holdout and self.evaluation == "cv":
             sentences.append("Every model is also trained once per institution on the other "
                              "institutions and tested on that one (chapter 5, 'Does it "
@@ -295,10 +329,17 @@ class RunCard(Result):
 
     def split_rows(self) -> list[tuple[str, str]]:
         """How the run split its patients: folds for a cross-validation, the two folders'
-        patient counts for a hold-out (which has no folds)."""
+        patient counts and the test patients' institutions for a hold-out (which has no
+        folds)."""
         if self.evaluation == "holdout":
+            sites = ", ".join(f"{code} {n}" for code, n in self.test_institutions)
+            new_sites = [code for code, _ in self.test_institutions
+                         if code not in self.training_institutions]
             return [("training patients", str(self.n_patients - self.test_patients)),
-                    ("test patients", str(self.test_patients))]
+                    ("test patients", str(self.test_patients)),
+                    ("test patients' institutions", sites + (
+                        f"; not among the training patients: {', '.join(new_sites)}"
+                        if new_sites else "; all also among the training patients"))]
         return [("patient folds", str(self.n_folds)),
                 ("folds trained", "all" if self.all_folds_run
                  else ", ".join(map(str, self.folds_run)))]
@@ -326,6 +367,7 @@ class RunCard(Result):
                             "institution": "one fold per institution",
                             "holdout": f"hold-out: {self.test_data_source}"}[self.evaluation]),
             *self.split_rows(),
+            ("test patients looked at when choosing settings", self.looked_at_text()),
             ("epochs", str(self.epochs)),
             ("learning rate", f"{self.learning_rate:g}"),
             ("augmentation", (f"yes, from a bank of {self.bank_views} views per image"
@@ -431,4 +473,32 @@ def run_card(params, manifest: pd.DataFrame, machine: dict | None = None) -> Run
         bank_views=int(params.get("bank_views", 0)),
         base_precision=str(params.get("base_precision", "float32")),
         machine=machine_rows(machine) if machine else (),
+        **_test_patients(manifest, evaluation),
     )
+
+
+def looked_at_patients() -> set[str]:
+    """Real patients whose test results were looked at while a setting was chosen
+    (``looked_at.toml``, with the reason)."""
+    import tomllib
+    from pathlib import Path
+
+    listed = tomllib.loads((Path(__file__).with_name("looked_at.toml")).read_text())
+    return {patient for patients in listed.values() for patient in patients}
+
+
+def _test_patients(manifest: pd.DataFrame, evaluation: str) -> dict:
+    """The run card's fields on who was tested: every patient of a cross-validation (each is
+    in one test fold), the test folder's patients of a hold-out, with their institutions."""
+    if evaluation == "holdout" and "source" in manifest:
+        is_test = (manifest["source"] == "test").to_numpy()
+        test, training = manifest[is_test], manifest[~is_test]
+    else:
+        test, training = manifest, manifest.iloc[:0]
+    patients = set(test["patient_id"].astype(str))
+    return {"n_test_patients": len(patients),
+            "looked_at_test_patients": len(patients & looked_at_patients()),
+            "test_institutions": tuple((str(k), int(n)) for k, n in test.groupby(
+                "institution")["patient_id"].nunique().items()) if evaluation == "holdout"
+            else (),
+            "training_institutions": tuple(sorted(training["institution"].astype(str).unique()))}

@@ -2,7 +2,7 @@
 
 ``head_intensity_spread``: how far each MRI sequence's scale varies between patients, as read
 and after the per-volume rescaling. ``auc_by_fold``: the AUC of a slice's own maximum logit
-against the score averaged with its neighbours. ``three_way_comparison``: paired tests of one
+against the score averaged with its neighbours. ``paired_comparison``: paired tests of one
 model against the others on the same slices. ``missed_overlap``: which models miss which
 tumor slices, and whether the misses are the small tumors.
 """
@@ -90,7 +90,7 @@ def auc_by_fold(slice_scores: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- three classifiers
 
-def three_way_comparison(predictions: pd.DataFrame, reference_model: str,
+def paired_comparison(predictions: pd.DataFrame, reference_model: str,
                          other_models) -> pd.DataFrame:
     """Per other model, on the main experiment's slices both scored: accuracy difference
     (reference - other) with its patient-cluster 95% interval (``primary.cluster_interval``)
@@ -113,7 +113,7 @@ def three_way_comparison(predictions: pd.DataFrame, reference_model: str,
 
 
 def worth_sentences(comparison: pd.DataFrame, dataset: str) -> list[str]:
-    """Chapter 07's closing words, from ``three_way_comparison``: each difference with the
+    """Chapter 07's closing words, from ``paired_comparison``: each difference with the
     side of 0 its patient-level interval lies on, and what the dataset lets them mean."""
     lines = []
     for r in comparison.to_dict("records"):

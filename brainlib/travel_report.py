@@ -79,7 +79,8 @@ def institution_table(predictions: pd.DataFrame, institution_of_fold: dict[int, 
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows (institution, patients), columns (metric, model): "estimate [low, high]"."""
+    """Rows (institution, patients, model), columns the metrics: "estimate [low, high]"
+    (one model per row keeps the table as wide as the text, not three models wide)."""
     def text(row) -> str:
         if not np.isfinite(row.estimate):
             return "n/a"
@@ -88,8 +89,9 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
         return f"{row.estimate:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}]"
 
     shown = table.assign(value=[text(r) for r in table.itertuples()])
-    return shown.pivot(index=["institution", "patients"], columns=["metric", "model"],
-                       values="value")
+    shown = shown.pivot(index=["institution", "patients", "model"], columns="metric",
+                        values="value")
+    return shown.rename_axis(columns=None)
 
 
 def travel_gap(cross_validation: pd.DataFrame, institution: pd.DataFrame) -> pd.DataFrame:

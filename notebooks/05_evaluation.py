@@ -141,9 +141,10 @@ table_iv.table
 # slices of a patient are not independent evidence; with few patients it can also fall
 # below one by chance, since an interval from a handful of clusters is itself noisy.
 #
-# ### Per fold
+# ### Test set by test set
 #
-# Each fold's held-out patients scored by the model that never saw them. The spread
+# In a cross-validation, each fold's held-out patients scored by the model that never saw
+# them. The spread
 # between folds shows how much the result depends on which patients happen to be held out.
 # If the paper's "mean accuracy" is a mean over its folds, it is the mean of such a column.
 
@@ -229,6 +230,37 @@ fig = px.scatter(patients.per_patient, x="patient_id", y="accuracy",
                        f"({DATASET})")
 fig.update_xaxes(tickangle=45)
 fig.show()
+
+# %% [markdown]
+# ## Two trivial baselines: where the slice lies, how much head it shows
+#
+# A glioma sits inside the brain, so the slices at either end of a volume seldom show one.
+# A score that knows only a slice's **position** in its volume (0 at the first slice, 1 at
+# the last), or the **brain area** on it (the share of the image that is head, not
+# background), may then separate the classes with no pixel of the tumor learned; the
+# table below says how well each does on this run's patients. Each
+# turns its feature into a tumor probability by the fit patients' tumor rate in ten
+# quantile bins of the feature, and follows the classifiers' protocol exactly: the same
+# folds, the same fit and inner-validation patients, the same threshold rule. A classifier
+# that does not beat them has not shown that it reads the tumor.
+
+# %% tags=["nbval-check-output"]
+baseline = bl.baselines.run_baselines(P, manifest, ANALYSIS["cache_dir"])
+with_baselines = pd.concat([main, baseline], ignore_index=True)
+bl.metrics.metrics_table(with_baselines, by=("model",))[
+    ["model", "n", "accuracy", "recall", "specificity", "auc"]].round(3)
+
+# %% [markdown]
+# Each classifier against each baseline on the same slices, by the paired tests of the
+# next chapter: the accuracy difference with its 95% interval from the patient-cluster
+# standard error, the exact McNemar test, and the AUC difference with the
+# patient-clustered DeLong test.
+
+# %% tags=["nbval-check-output"]
+versus = bl.baselines.versus_baselines(with_baselines, P.model_names)
+print("\n".join(bl.baselines.beat_sentences(versus)))
+bl.report.joined_intervals(versus, {"95% (patients)": (
+    "ci_low (patients)", "ci_high (patients)")}).round(3)
 
 # %% [markdown]
 # ## ROC curves

@@ -258,7 +258,8 @@ for name, result in (("slices", by_slices), ("patients", by_patients)):
         glue_value(f"posterior_{name}_{field}",
                    float(getattr(result, field)))
 pd.concat([by_slices.to_frame(), by_patients.to_frame()],
-          ignore_index=True).drop(columns=["model_a", "model_b"]).round(3)
+          ignore_index=True).drop(columns=[
+              "model_a", "model_b", "accuracy_a", "accuracy_b"]).round(3)
 
 # %%
 bl.plots.posterior_figure(
@@ -299,9 +300,9 @@ comparison.auc_tests[["method", "auc_a", "auc_b", "difference", "se",
 # clustered by patient, whose standard error is {glue:text}`delong_se_ratio:.2f` times the
 # plain one.
 #
-# ### Across folds: corrected t-test and Bayesian correlated t-test
+# ### Test set by test set: corrected t-test and Bayesian correlated t-test
 #
-# **The question:** does one model win fold after fold? Each fold gives one score per model;
+# **The question (for a cross-validation):** does one model win fold after fold? Each fold gives one score per model;
 # their differences are the data. A plain paired t-test on them is too optimistic because
 # the folds' training sets overlap, so the fold scores are correlated; Nadeau and Bengio's
 # correction inflates the variance by the test/train ratio. The Bayesian correlated t-test
@@ -347,15 +348,17 @@ if fold_accuracy:
 #
 # Testing six metrics gives six chances of a false alarm. Holm's step-down procedure keeps
 # the chance of any false rejection at 5% across the family: sort the p-values, multiply the
-# smallest by the number of tests, the next by one fewer, and so on (never decreasing). Two
-# families: the slice-level tests, one per metric (McNemar on all slices for accuracy, on the
-# tumor slices for sensitivity, on the tumor-free slices for specificity; DeLong for AUC),
-# and the fold-level corrected t-tests.
+# smallest by the number of tests, the next by one fewer, and so on (never decreasing).
+# Three families, each corrected on its own: the slice-level tests, one per metric (McNemar
+# on all slices for accuracy, on the tumor slices for sensitivity, on the tumor-free slices
+# for specificity; DeLong for AUC); the same four with the patient as the unit (Durkalski's
+# clustered McNemar, the patient-clustered DeLong), whose p-values do not pretend the
+# slices are independent; and the fold-level corrected t-tests.
 
 # %% tags=["nbval-check-output"]
 holm = comparison.holm
 counts = []
-for family in ("slice-level (McNemar, DeLong)", "fold-level (corrected t)"):
+for family in bl.comparison_report.HOLM_FAMILIES:
     n_tests = int((holm.index.get_level_values("family") == family).sum())
     if n_tests:
         counts.append(f"{comparison.rejected.get(family, 0)} of {n_tests} "
@@ -488,7 +491,11 @@ glue_value("f1_from_printed",
 PAPER_PRIOR = bl.stats.DEFAULT_PRIOR  # uniform, as for every posterior here
 paper_counts = {model: bl.audit.read_table(cells, chosen)
                 for model, cells in bl.audit.PRINTED_TABLES.items()}
-bl.audit.paper_intervals(paper_counts, prior=PAPER_PRIOR).round(4)
+bl.report.joined_intervals(
+    bl.audit.paper_intervals(paper_counts, prior=PAPER_PRIOR),
+    {"Wilson 95%": ("wilson_low", "wilson_high"),
+     "exact 95%": ("exact_low", "exact_high"),
+     "credible 95%": ("credible_low", "credible_high")}, digits=4).round(4)
 
 # %% [markdown]
 # ### What paired test results do the tables allow?
@@ -546,11 +553,19 @@ fig.show()
 # ## What this means for the paper's claim
 #
 # The sentences below are computed from the results above, so they hold whatever a run
-# produces.
+# produces. Beside the primary result they say whether each model beats the two trivial
+# baselines of chapter 5 (a slice's position in its volume, the brain area on it), by the
+# same paired test with patients as the unit.
 
 # %% tags=["nbval-check-output"]
+baseline = bl.baselines.run_baselines(P, manifest,
+                                      bl.report.cache_dir(P.run_dir))
+versus = bl.baselines.versus_baselines(
+    pd.concat([bl.report.main_predictions(predictions), baseline]),
+    P.model_names)
 print("\n".join(bl.comparison_report.conclusions(
-    comparison, primary, audit, DATASET, can_test=CARD.can_test_line())))
+    comparison, primary, audit, DATASET, can_test=CARD.can_test_line(),
+    baselines=bl.baselines.baseline_verdict(versus))))
 
 # %% [markdown]
 # In plain words:

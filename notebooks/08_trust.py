@@ -125,7 +125,12 @@ calibration = bl.trust_report.calibration_table(rows, MODELS, seed=P.seed)
 if not bl.trust_report.has_temperature(rows):
     print("no temperature fitted: "
           "this run's protocol keeps no inner-validation patients")
-calibration.round(3)
+base_rate = ", ".join(f"{u:.3f}"
+                      for u in calibration["uncertainty"].unique())
+print("Brier's uncertainty term (the tumor rate's own variance, "
+      f"the same slices for every row): {base_rate}")
+bl.report.joined_intervals(calibration, {"ECE 95%": ("ECE low", "ECE high")}
+                           ).drop(columns="uncertainty").round(3)
 
 # %%
 bands = bl.trust_report.reliability_bands(rows, MODELS, seed=P.seed)

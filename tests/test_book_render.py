@@ -131,6 +131,8 @@ def test_the_readers_check_finds_each_problem(tmp_path):
     page.write_text(
         "<html><body style='width: 600px'><p>| setting | value | |---|---| | profile | x |</p>"
         "<table><tr><td>NaN</td><td>None</td><td>0.5</td></tr></table>"
+        "<div style='overflow-x: auto'><table><tr>" + "<td>a_long_column_name</td>" * 40
+        + "</tr></table></div>"
         "<div class='highlight'><pre>" + "x = 1  # " + "long " * 60 + "</pre></div>"
         "<div class='cell_output'><pre style='white-space: pre-wrap'>" + "wraps " * 80
         + "</pre></div><div class='plotly-graph-div'></div>"
@@ -141,6 +143,7 @@ def test_the_readers_check_finds_each_problem(tmp_path):
     assert "a Markdown table shown as text: '| setting" in problems
     assert "2 table cells read 'NaN' (1), 'None' (1)" in problems
     assert "a code line wider than its box" in problems and "an output line" not in problems
+    assert "a table wider than the text" in problems and "'a_long_column_name a_long" in problems
     assert "0/1 plotly figures drawn" in problems
     assert "0/1 equations typeset" in problems
     assert all(line.startswith("notebooks/bad.html: ") for line in reading.problems())
@@ -259,3 +262,25 @@ def test_the_book_serves_mathjax_itself(tmp_path):
     config = (bookcheck.REPO_ROOT / "_config.yml").read_text()
     assert 'mathjax_path: "mathjax/tex-mml-chtml.js"' in config
     assert f'html_static_path: ["{book.MATHJAX_STATIC}", "book/static"]' in config
+
+
+def test_a_chapters_table_fits_the_text():
+    """What a chapter's DataFrame shows in the book: no row numbers, headers that break
+    after an underscore, "—" where there is no number; the text form keeps pandas' own."""
+    import pandas as pd
+
+    from brainlib import notebook, report
+
+    frame = pd.DataFrame({"p_a_better": [0.9, float("nan")], "model": ["a", None]})
+    html = notebook.table_html(frame)
+    assert "<th>p_<wbr>a_<wbr>better</th>" in html and "—" in html
+    assert "<th>0</th>" not in html and "<th>1</th>" not in html
+    filtered = notebook.table_html(frame.iloc[[1]])  # what is left of row numbers
+    assert "<th>1</th>" not in filtered
+    named = notebook.table_html(frame.rename_axis("fold"))  # a named index is data
+    assert "<th>0</th>" in named
+    joined = report.joined_intervals(
+        pd.DataFrame({"m": ["a", "b"], "low": [0.1, float("nan")], "high": [0.3, 0.4],
+                      "n": [1, 2]}), {"95%": ("low", "high")}, digits=2)
+    assert list(joined.columns) == ["m", "95%", "n"]
+    assert joined["95%"].tolist() == ["[0.10, 0.30]", "—"]

@@ -134,7 +134,8 @@ def test_institution_table_and_gap(by_institution):
     finite = table.dropna(subset=["ci_low"])
     assert ((finite["ci_low"] <= finite["estimate"]) & (finite["estimate"] <= finite["ci_high"])).all()
     shown = travel_report.display_table(table)
-    assert shown.shape == (4, 4 * len(models))
+    assert shown.shape == (4 * len(models), 4)
+    assert list(shown.index.names) == ["institution", "patients", "model"]
     # the gap against itself is zero; against a worse copy it is negative for accuracy
     same = travel_report.travel_gap(predictions, predictions)
     assert np.allclose(same["difference"], 0)

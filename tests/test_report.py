@@ -280,7 +280,7 @@ def test_compare_models_with_one_fold_skips_the_fold_tests(main):
     assert all("needs at least 2 folds" in why for why in result.fold_skipped.values())
     assert result.holm_folds is None
     assert list(result.holm.index.get_level_values("family").unique()) == \
-        ["slice-level (McNemar, DeLong)"]
+        [cr.SLICE_FAMILY, cr.PATIENT_FAMILY]
     assert "fold-level correlated t-test" not in cr.priors_table(result).index
     lines = cr.conclusions(result, primary_of(result), audit.audit_paper(), "PHANTOM")
     assert any("one test set: nothing to test split by split" in line for line in lines)
@@ -294,7 +294,15 @@ def test_compare_models_fields_agree_with_the_stats_calls(main):
     assert result.mcnemar.pvalue == stats.mcnemar_test(paired).pvalue
     assert result.delong_clustered.pvalue == stats.delong_test(paired, "patient_id").pvalue
     assert set(result.fold_tests) == set(cr.FOLD_METRICS) and not result.fold_skipped
-    assert len(result.holm) == 4 + 6
+    assert len(result.holm) == 4 + 4 + 6
+    # the patient-level family corrects the patient-level p-values, not the slice-level ones
+    patients = result.holm.xs(cr.PATIENT_FAMILY, level="family").set_index("test")
+    durkalski = stats.mcnemar_test(paired[paired["y_true"] == 1], "durkalski",
+                                   cluster="patient_id")
+    assert patients.loc["sensitivity", "pvalue"] == durkalski.pvalue
+    assert patients.loc["auc", "pvalue"] == result.delong_clustered.pvalue
+    assert patients.loc["accuracy", "pvalue"] == stats.mcnemar_test(
+        paired, "durkalski", cluster="patient_id").pvalue
     assert result.accuracy_patients["estimate"] == pytest.approx(result.mcnemar.difference)
     assert result.counts.to_numpy().sum() == len(paired)
     assert set(result.beta_posteriors) == {f"{m} {k}" for m in MODELS
@@ -388,11 +396,11 @@ def test_missed_overlap_counts_a_hand_built_example():
     assert first_slices["n_models_missed"].tolist() == [3, 1]
 
 
-def test_three_way_comparison_signs_and_rows(main):
+def test_paired_comparison_signs_and_rows(main):
     third = main[main["model"] == "vgg16"].assign(model="unet")
     third["p_tumor"] = np.clip(third["p_tumor"] * 0.5, 0, 1)  # a worse ranking of the same slices
     third["y_pred"] = (third["p_tumor"] >= 0.5).astype(np.int64)
-    table = sr.three_way_comparison(pd.concat([main, third]), "resnet50", ["vgg16", "unet"])
+    table = sr.paired_comparison(pd.concat([main, third]), "resnet50", ["vgg16", "unet"])
     assert table["comparison"].tolist() == ["resnet50 - vgg16", "resnet50 - unet"]
     assert (table["accuracy difference"] > 0).all()
     paired = stats.pair_predictions(main, "resnet50", "vgg16")

@@ -322,3 +322,46 @@ def test_the_card_says_whether_the_run_can_test_the_papers_claim(profile, weight
     assert line.startswith("What this run can test: ")
     assert ("cannot test the paper's ImageNet claim" in line) == (not testable)
     assert ("randomly initialised bases (no ImageNet)" in line) == (weights == "none")
+
+
+# ----------------------------------------------------------------------------- who was tested
+
+def test_a_holdout_card_says_where_its_test_patients_come_from_and_what_was_looked_at():
+    looked_at = sorted(runcard.looked_at_patients())
+    assert len(looked_at) == 20 and all(p.startswith("TCGA_") for p in looked_at)
+    training = make_manifest(12, 60, "real", 20, n_institutions=2).assign(source="train")
+    test = pd.DataFrame({"dataset": "real", "patient_id": [looked_at[0], "TCGA_FG_9999_20000101",
+                                                             "TCGA_CS_9998_20000101"],
+                         "institution": ["CS", "FG", "CS"], "label": [1, 0, 1],
+                         "source": "test"})
+    params = resolve("sample", evaluation="holdout", test_data_source="/data/new")
+    card = run_card(params, pd.concat([training, test], ignore_index=True))
+    table = dict(card.to_frame().itertuples(index=False))
+    assert table["test patients"] == "3"
+    assert table["test patients' institutions"] == ("CS 2, FG 1; not among the training "
+                                                    "patients: FG")
+    assert table["test patients looked at when choosing settings"].startswith("1 of 3 ")
+    text = " ".join(card.can_test())
+    assert "Test institution(s) FG appear in no training patient" in text
+    assert "1 of its 3 test patients belong to the 20-patient real sample" in text
+    # test patients of training sites only, none looked at: said as such
+    same_sites = test.assign(patient_id=[f"TCGA_CS_99{i}_20000101" for i in range(3)],
+                             institution="CS")
+    card = run_card(params, pd.concat([training, same_sites], ignore_index=True))
+    text = " ".join(card.can_test())
+    assert "it is not external validation" in text
+    assert "None of its test patients is among those" in text
+    assert dict(card.to_frame().itertuples(index=False))[
+        "test patients' institutions"] == "CS 3; all also among the training patients"
+
+
+def test_a_cross_validation_counts_every_patient_as_tested():
+    looked_at = sorted(runcard.looked_at_patients())
+    manifest = make_manifest(20, 80, "real", 30)
+    manifest["patient_id"] = manifest["patient_id"].map(
+        dict(zip(sorted(manifest["patient_id"].unique()), looked_at)))
+    card = run_card(resolve("sample"), manifest)
+    assert (card.n_test_patients, card.looked_at_test_patients) == (20, 20)
+    phantom = run_card(resolve("default"), make_manifest(6, 30, "phantom", 10))
+    assert dict(phantom.to_frame().itertuples(index=False))[
+        "test patients looked at when choosing settings"] == "none (PHANTOM patients)"

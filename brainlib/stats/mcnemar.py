@@ -263,14 +263,16 @@ def clustered_mcnemar_methods(paired: pd.DataFrame, cluster: str = "patient_id",
 
 
 def paired_metric_tests(paired: pd.DataFrame, method: str = "exact",
-                        alpha: float = 0.05) -> HolmResult:
+                        alpha: float = 0.05, cluster: str | None = None) -> HolmResult:
     """McNemar tests of accuracy (all slices), sensitivity (tumor slices) and specificity
-    (non-tumor slices), Holm-adjusted together."""
+    (non-tumor slices), Holm-adjusted together; a clustered ``method`` (e.g. "durkalski")
+    with ``cluster`` counts patients, not slices."""
     check_one_experiment(paired, "paired_metric_tests")
     subsets = {"accuracy": np.ones(len(paired), bool),
                "sensitivity": paired["y_true"].to_numpy() == 1,
                "specificity": paired["y_true"].to_numpy() == 0}
-    results = {name: mcnemar_test(paired[mask], method) for name, mask in subsets.items()}
+    results = {name: mcnemar_test(paired[mask], method, cluster=cluster)
+               for name, mask in subsets.items()}
     holm = holm_correction([r.pvalue for r in results.values()], alpha, names=list(results))
     frame = holm.frame
     frame.insert(1, "b", [r.b for r in results.values()])
