@@ -75,7 +75,7 @@ book: install
 # (tables, cells, code widths, figures, equations, Colab links); chapter screenshots in
 # _build/screenshots/ (needs Debian's chromium package).
 book-check: install
-	$(PY) -m brainlib.bookcheck _build/_build/html
+	$(PY) tests/bookcheck.py _build/_build/html
 
 # Trained units and executed chapters in runs/ are results: delete runs/<profile> by hand to
 # start that profile over.

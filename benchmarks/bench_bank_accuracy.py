@@ -64,7 +64,7 @@ def inner_validation_scores(model: str, params, manifest, images, views: int, se
 
 def differences(scores: pd.DataFrame, model: str, views: int, seed: int = 0) -> dict:
     """Bank (K = views) minus on the fly, pooled over folds and seeds, patient intervals."""
-    from brainlib import calibration
+    from brainlib import stats
     from brainlib.metrics import roc_auc
 
     keys = ["seed", "fold", "patient_id", "slice_number"]
@@ -81,7 +81,7 @@ def differences(scores: pd.DataFrame, model: str, views: int, seed: int = 0) -> 
 
     estimate = statistic(paired)
     draws = np.array([statistic(paired.iloc[rows])
-                      for rows in calibration.patient_resamples(paired, 1000, seed)])
+                      for rows in stats.patient_resamples(paired, 1000, seed)])
     low, high = np.nanpercentile(draws, [2.5, 97.5], axis=0)
     return {"model": model, "K": views, "slices": len(paired),
             "seeds": paired["seed"].nunique(), "patients": paired["patient_id"].nunique(),

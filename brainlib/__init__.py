@@ -10,10 +10,10 @@ from importlib import import_module
 __version__ = "0.1.0"
 __all__ = ["params", "data", "phantom", "splits", "pipeline", "transform", "models", "unet",
            "loss", "train", "classifier", "segmenter", "scores", "runner", "masks", "metrics",
-           "stats", "primary", "baselines", "runcard", "report", "evaluation_report", "leakage_report",
+           "stats", "primary", "runcard", "report", "evaluation_report", "leakage_report",
            "comparison_report", "segmentation_report", "travel_report", "external", "bundle",
            "calibration", "uncertainty", "unit_models", "gradcam", "trust_report", "audit", "plots", "segmetrics", "eda", "equations", "study",
-           "notebook", "book", "bookcheck"]
+           "notebook", "book", "experiment", "baselines"]
 
 
 def __getattr__(name):

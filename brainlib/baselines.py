@@ -25,6 +25,7 @@ import pandas as pd
 
 from . import runner, scores
 from .data import read_tiff
+from .params import MAIN_CONTROL, MAIN_SCHEME
 from .gradcam import brain_masks  # one meaning of "head": the one Grad-CAM scores over
 from .report import cached_frame, frame_digest
 
@@ -93,7 +94,7 @@ def baseline_predictions(manifest: pd.DataFrame, *, folds, protocol: str, seed: 
     frames = []
     for model, feature in FEATURES.items():
         for fold in chosen:
-            rows = runner.unit_rows(keyed, "patient", "none", fold, protocol, seed,
+            rows = runner.unit_rows(keyed, MAIN_SCHEME, MAIN_CONTROL, fold, protocol, seed,
                                     validation_fraction, model)
             score = RateScore(keyed.loc[rows.fit, feature], rows.fit_labels)
             if len(rows.validation):
@@ -107,7 +108,7 @@ def baseline_predictions(manifest: pd.DataFrame, *, folds, protocol: str, seed: 
             frames.append(pd.DataFrame({
                 "patient_id": test["patient_id"].to_numpy(),
                 "slice_number": test["slice_number"].to_numpy(), "model": model,
-                "protocol": protocol, "scheme": "patient", "control": "none", "fold": fold,
+                "protocol": protocol, "scheme": MAIN_SCHEME, "control": MAIN_CONTROL, "fold": fold,
                 "y_true": test["label"].to_numpy().astype(int), "p_tumor": p_tumor,
                 "threshold": threshold, "y_pred": (p_tumor > threshold).astype(int)}))
     return pd.concat(frames, ignore_index=True)

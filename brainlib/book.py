@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .study import REPO_ROOT, notebook_sources
+from .params import REPO_ROOT, notebook_sources
 
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
 
@@ -156,7 +156,7 @@ def write_run_page(run_dir, target) -> Path:
 
     from . import params as schema
     from .runcard import run_card
-    from .study import read_manifest
+    from .experiment import read_manifest
 
     run_dir = Path(run_dir)
     saved = json.loads((run_dir / "params.json").read_text())
@@ -226,7 +226,7 @@ def reference_run(target) -> Path:
 
     from . import params as schema
     from .recorded import RECORDING
-    from .study import prepare_manifest
+    from .experiment import prepare_manifest
 
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)

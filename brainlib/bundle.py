@@ -36,10 +36,10 @@ import pandas as pd
 
 from . import __version__, data
 from . import params as schema
+from .params import SEGMENTER
 
 BUNDLE_FORMAT = 1
 BUNDLE_FILE = "bundle.json"
-SEGMENTER = "unet"
 
 
 class BundleError(ValueError):
@@ -66,7 +66,7 @@ def library_versions() -> dict[str, str]:
 
 def training_manifest(params: schema.Params) -> pd.DataFrame:
     """Every patient of `data_source`, scanned and checked (`study.prepare_manifest`)."""
-    from .study import prepare_manifest
+    from .experiment import prepare_manifest
 
     return prepare_manifest(params).reset_index(drop=True)
 
@@ -117,7 +117,7 @@ def train_bundle(params: schema.Params, model: str, manifest: pd.DataFrame, out_
     """One model trained on `manifest`'s patients, written as `out_dir/<model>` (staged in
     a hidden folder, renamed when complete)."""
     from . import runner
-    from .study import family
+    from .experiment import family
     from .train import save_weights_atomic
 
     started = time.perf_counter()

@@ -17,14 +17,12 @@ model family is measured the same way:
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 import pandas as pd
 from scipy import optimize
 
 from .metrics import roc_auc
-from .stats.results import as_rng
+from .stats.resample import PatientInterval, patient_bootstrap
 
 EPS = 1e-7
 
@@ -64,41 +62,6 @@ def expected_calibration_error(y_true, p_tumor, n_bins: int = 10) -> float:
     bins = bin_index(p, n_bins)
     gaps = np.bincount(bins, weights=y, minlength=n_bins) - np.bincount(bins, weights=p, minlength=n_bins)
     return float(np.abs(gaps).sum() / len(y))
-
-
-class PatientInterval(NamedTuple):
-    """A statistic and its percentile interval from resampling whole patients."""
-    estimate: float
-    low: float
-    high: float
-
-
-def patient_members(frame: pd.DataFrame) -> list[np.ndarray]:
-    """Row positions of each patient of `frame` (its `patient_id` column)."""
-    patients, codes = np.unique(frame["patient_id"].to_numpy(), return_inverse=True)
-    return [np.flatnonzero(codes == k) for k in range(len(patients))]
-
-
-def patient_resamples(frame: pd.DataFrame, n_resamples: int, seed=0) -> list[np.ndarray]:
-    """`n_resamples` row-position arrays of `frame`, each drawing as many patients as it
-    has, with replacement, every slice of a drawn patient included."""
-    members = patient_members(frame.reset_index(drop=True))
-    rng = as_rng(seed)
-    return [np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
-            for _ in range(n_resamples)]
-
-
-def patient_bootstrap(frame: pd.DataFrame, statistic, n_resamples: int = 2000,
-                      confidence: float = 0.95, seed=0) -> PatientInterval:
-    """`statistic(frame)` with a percentile interval from resampling whole patients (a
-    patient drawn twice counts twice). Resamples where the statistic is undefined (NaN)
-    are left out."""
-    frame = frame.reset_index(drop=True)
-    values = np.array([statistic(frame.iloc[rows])
-                       for rows in patient_resamples(frame, n_resamples, seed)], dtype=np.float64)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.nanpercentile(values, [tail, 100 - tail])
-    return PatientInterval(float(statistic(frame)), float(low), float(high))
 
 
 def ece_interval(predictions: pd.DataFrame, n_bins: int = 10, n_resamples: int = 2000,

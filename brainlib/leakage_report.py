@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from .params import MAIN_CONTROL, MAIN_SCHEME
 from .report import (
-    BOTH_INTERVALS_NOTE, MAIN_CONTROL, MAIN_SCHEME, both_intervals_text, check_one_protocol,
+    BOTH_INTERVALS_NOTE, both_intervals_text, check_one_protocol,
     differences_only, interval_side, main_predictions, models_only, with_percentile,
 )
 

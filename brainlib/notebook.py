@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import params as schema
-from .study import notebook_sources
+from .params import notebook_sources
 
 PLOTLY_RENDERER_ENV_VAR = "BRAINLIB_PLOTLY_RENDERER"
 # The reference notebooks (committed, checked by nbval) keep figures as JSON only.
@@ -31,7 +31,7 @@ def open_run(namespace: dict) -> tuple[schema.Params, pd.DataFrame, str]:
     """`start`, then the run's manifest (scanned and split, see `study.prepare_manifest`)
     and its dataset label, PHANTOM or REAL, printed with the profile, patients, slices,
     folds and protocol."""
-    from .study import prepare_manifest
+    from .experiment import prepare_manifest
 
     params = start(namespace)
     manifest = prepare_manifest(params)

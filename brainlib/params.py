@@ -22,12 +22,23 @@ PROFILES = Path(__file__).with_name("profiles.toml")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_ENV_VAR = "BRAINLIB_DATA"
 RUN_ROOT_ENV_VAR = "BRAINLIB_RUN_ROOT"
-MODEL_CHOICES = ("resnet50", "vgg16", "unet")
 CLASSIFIERS = ("resnet50", "vgg16")
+SEGMENTER = "unet"
+"""The one model that is not a classifier: the U-Net, trained on the masks."""
+MODEL_CHOICES = (*CLASSIFIERS, SEGMENTER)
+MAIN_SCHEME, MAIN_CONTROL = "patient", "none"
+"""The main experiment: patient-grouped folds and true labels (the leakage experiment adds
+the slice scheme and the shuffled-labels control)."""
 PROTOCOLS = ("validated", "paper")
 EVALUATIONS = ("cv", "institution", "holdout")
 HOLDOUT_FOLD = 0
 """Under evaluation='holdout' the test patients are fold 0, the training patients fold 1."""
+NOTEBOOKS = REPO_ROOT / "notebooks"
+
+
+def notebook_sources() -> list[Path]:
+    """The study's notebooks, in order (`notebooks/NN_name.py`, jupytext percent format)."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 
 
 class ParameterError(ValueError):

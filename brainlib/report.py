@@ -30,9 +30,8 @@ import pandas as pd
 
 from . import __version__, stats
 from .data import write_csv_atomic
+from .params import MAIN_CONTROL, MAIN_SCHEME
 
-MAIN_SCHEME = "patient"
-MAIN_CONTROL = "none"
 SEQUENCES = ("pre-contrast", "FLAIR", "post-contrast")
 """The three MRI sequences of the dataset's TIFF channels, in channel order."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import metrics, primary, stats
+from . import metrics, stats
 from .report import SEQUENCES, interval_side, main_predictions
 
 SLICE_KEYS = ["patient_id", "slice_number"]
@@ -93,7 +93,7 @@ def auc_by_fold(slice_scores: pd.DataFrame) -> pd.DataFrame:
 def paired_comparison(predictions: pd.DataFrame, reference_model: str,
                          other_models) -> pd.DataFrame:
     """Per other model, on the main experiment's slices both scored: accuracy difference
-    (reference - other) with its patient-cluster 95% interval (``primary.cluster_interval``)
+    (reference - other) with its patient-cluster 95% interval (``stats.cluster_interval``)
     and the exact McNemar p, and AUC difference with the patient-clustered DeLong p."""
     main = main_predictions(predictions)
     rows = []
@@ -101,7 +101,7 @@ def paired_comparison(predictions: pd.DataFrame, reference_model: str,
         paired = stats.pair_predictions(main, reference_model, other)
         mcnemar = stats.mcnemar_test(paired, method="exact")
         delong = stats.delong_test(paired, cluster="patient_id")
-        _, low, high = primary.cluster_interval(paired)
+        _, low, high = stats.cluster_interval(paired)
         rows.append({"comparison": f"{reference_model} - {other}", "slices": len(paired),
                      "patients": paired["patient_id"].nunique(),
                      "accuracy difference": mcnemar.difference,

@@ -2,7 +2,7 @@
 
 ``institution_table``: per institution and model, accuracy, sensitivity, specificity and
 AUC with 95% intervals that take the patient as the unit (proportions: the patient-cluster
-standard error of ``primary.cluster_standard_error``; AUC: the patient-clustered DeLong
+standard error of ``stats.cluster_standard_error``; AUC: the patient-clustered DeLong
 interval), and for the U-Net the mean per-patient Dice. ``travel_gap``: pooled over
 institutions, the institution hold-out minus the patient cross-validation, per model and
 metric, on the same slices.
@@ -14,7 +14,7 @@ import pandas as pd
 import scipy.stats as sps
 
 from . import metrics, stats
-from .primary import cluster_standard_error
+from .params import SEGMENTER
 from .report import main_predictions
 
 PROPORTIONS = {"accuracy": None, "sensitivity": 1, "specificity": 0}
@@ -32,7 +32,7 @@ def proportion_interval(rows: pd.DataFrame, confidence: float = 0.95
     estimate = float(sums["sum"].sum() / sums["size"].sum())
     if len(sums) < 2:
         return estimate, np.nan, np.nan
-    _, se = cluster_standard_error(sums["size"], sums["sum"])
+    _, se = stats.cluster_standard_error(sums["size"], sums["sum"])
     z = sps.norm.ppf(1 - (1 - confidence) / 2)
     return estimate, max(0.0, estimate - z * se), min(1.0, estimate + z * se)
 
@@ -70,7 +70,7 @@ def institution_table(predictions: pd.DataFrame, institution_of_fold: dict[int, 
         for metric, estimate, low, high in _metric_rows(rows):
             records.append({**base, "metric": metric, "estimate": estimate, "ci_low": low,
                             "ci_high": high})
-        if patient_dice is not None and model == "unet":
+        if patient_dice is not None and model == SEGMENTER:
             own = patient_dice[patient_dice["patient_id"].isin(rows["patient_id"])]
             records.append({**base, "metric": "dice", "estimate": float(own["dice"].mean())
                             if len(own) else np.nan, "ci_low": np.nan, "ci_high": np.nan})

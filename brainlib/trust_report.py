@@ -1,6 +1,6 @@
 """Chapter 8's analyses: calibration before and after temperature scaling, the referral
 curve, uncertainty as an error flag, and Grad-CAM scored against the masks; every interval
-resamples whole patients (`calibration.patient_bootstrap`), every model on the same slices.
+resamples whole patients (`stats.patient_bootstrap`), every model on the same slices.
 
 Read from the predictions table with the uncertainty columns (`study.run_trust_analyses`)
 and the classifiers' Grad-CAM scores.
@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import calibration
+from . import calibration, stats
 from .metrics import roc_auc
+from .params import SEGMENTER
 from .report import interval_text, main_predictions
 
 N_BINS = 10
@@ -80,7 +81,7 @@ def reliability_bands(rows: pd.DataFrame, models, seed: int = 0) -> pd.DataFrame
     records = []
     for model in models:
         own = rows[rows["model"] == model].reset_index(drop=True)
-        draws = calibration.patient_resamples(own, RESAMPLES, seed)
+        draws = stats.patient_resamples(own, RESAMPLES, seed)
         for label, column in PROBABILITIES.items():
             if own[column].isna().any():
                 continue
@@ -143,7 +144,7 @@ def referral_table(rows: pd.DataFrame, models, fractions=REFERRED, seed: int = 0
     records = []
     for model in models:
         own = rows[rows["model"] == model].reset_index(drop=True)
-        draws = calibration.patient_resamples(own, RESAMPLES, seed)
+        draws = stats.patient_resamples(own, RESAMPLES, seed)
         y, p = calibration._checked(own["y_true"], own["p_tumor"])
         calls = own["y_pred"].to_numpy().astype(bool)  # each unit's own threshold
         for measure in MEASURES:
@@ -195,7 +196,7 @@ def error_detection_table(rows: pd.DataFrame, models, seed: int = 0) -> pd.DataF
                 if wrong.min() == wrong.max():
                     return np.nan
                 return roc_auc(wrong, part[measure].to_numpy())
-            estimate, low, high = calibration.patient_bootstrap(own, flag_auc, RESAMPLES, seed=seed)
+            estimate, low, high = stats.patient_bootstrap(own, flag_auc, RESAMPLES, seed=seed)
             records.append({"model": model, "measure": measure,
                             "errors": int((own["y_pred"] != own["y_true"]).sum()),
                             "slices": len(own), "AUROC": estimate, "low": low, "high": high})
@@ -216,7 +217,7 @@ def gradcam_table(scores: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                RIM: f"{own['peak_on_rim'].mean():.1%}"}
         for column, label in (("pointing", "pointing game"), ("energy_inside", "energy inside"),
                               ("baseline", "random-heatmap baseline")):
-            estimate, low, high = calibration.patient_bootstrap(
+            estimate, low, high = stats.patient_bootstrap(
                 own, lambda part, c=column: float(part[c].mean()), RESAMPLES, seed=seed)
             row[label] = interval_text(estimate, low, high)
             row[f"{label} value"] = estimate
@@ -251,13 +252,31 @@ def gradcam_sentences(table: pd.DataFrame, heatmap_cells: dict[str, int]) -> lis
 
 # ----------------------------------------------------------------------------- sentences
 
+def at_interval_edge(estimate: float, low: float, high: float, share: float = 0.05) -> bool:
+    """Whether an estimate lies outside its interval or within ``share`` of its width from
+    an end: the mark of a biased statistic's percentile interval (ECE is never negative and
+    a resample's noise adds to it, so resampled ECEs sit above the estimate)."""
+    if not (np.isfinite(estimate) and np.isfinite(low) and np.isfinite(high)):
+        return False
+    margin = share * (high - low)
+    return bool(estimate <= low + margin or estimate >= high - margin)
+
+
+EDGE_NOTE = ("the estimate sits at the edge of its interval: ECE is biased upward, because "
+             "a resample's noise only adds to the bins' gaps, so its percentile interval "
+             "lies lopsided above it; read the interval as a rough range, not a centred one")
+
+
 def calibration_sentences(table: pd.DataFrame) -> list[str]:
-    """Per model: ECE as trained and temperature-scaled, and whether scaling helped."""
+    """Per model: ECE as trained and temperature-scaled, and whether scaling helped; an
+    estimate at its interval's edge is said to be (``at_interval_edge``)."""
     out = []
     for model, own in table.groupby("model", sort=False):
         trained = own[own["probability"] == "as trained"].iloc[0]
         text = (f"{model}: ECE {interval_text(trained['ECE'], trained['ECE low'], trained['ECE high'])}"
                 f" as trained")
+        edges = [label for label, row in own.set_index("probability").iterrows()
+                 if at_interval_edge(row["ECE"], row["ECE low"], row["ECE high"])]
         scaled = own[own["probability"] == "temperature-scaled"]
         if len(scaled):
             scaled = scaled.iloc[0]
@@ -275,6 +294,8 @@ def calibration_sentences(table: pd.DataFrame) -> list[str]:
                 text += (f". {which} reached the end "
                          f"of its search range ({low:g} to {high:g}): those inner-validation "
                          "patients gave the fit no usable signal")
+        if edges:
+            text += f". For the ECE {' and '.join(edges)}, {EDGE_NOTE}"
         out.append(text + ".")
     return out
 
@@ -360,7 +381,7 @@ def uncertainty_overlay_figure(params, manifest: pd.DataFrame, patients, title: 
     from . import eda, masks, pipeline, uncertainty, unit_models
 
     manifest = manifest.reset_index(drop=True)
-    units = unit_models.main_units(params, "unet", manifest)
+    units = unit_models.main_units(params, SEGMENTER, manifest)
     tiles, names = [], []
     for patient in patients:
         for unit in units:

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .params import SEGMENTER
+
 
 def mc_dropout_passes(head, features, passes: int = 50, batch_size: int = 1024,
                       seed: int = 0) -> np.ndarray:
@@ -97,14 +99,14 @@ FORMAT = 1
 
 def _settings(params, model: str) -> dict:
     views = "tta:" + ",".join(f"{'h' if f else ''}{a:+g}" for f, a in TTA_VIEWS)
-    return {"format": FORMAT, "model": model, "method": views if model == "unet" else "mc_dropout",
-            "passes": len(TTA_VIEWS) if model == "unet" else int(params.mc_passes)}
+    return {"format": FORMAT, "model": model, "method": views if model == SEGMENTER else "mc_dropout",
+            "passes": len(TTA_VIEWS) if model == SEGMENTER else int(params.mc_passes)}
 
 
 def _p_threshold(model: str, threshold: float, slice_score: str | None) -> float:
     from . import scores
 
-    if model == "unet":
+    if model == SEGMENTER:
         return float(scores.p_tumor_from_score(np.array([threshold]), slice_score)[0])
     return threshold
 
@@ -143,7 +145,7 @@ def annotate_unit(params, family, unit, seed: int = 0) -> pd.DataFrame:
         return pd.read_csv(target, dtype={"patient_id": str})
     test, validation = unit.rows.test, unit.rows.validation
     p_tumor = unit.predictions["p_tumor"].to_numpy()
-    if unit.model == "unet":
+    if unit.model == SEGMENTER:
         model = unit_models.load_segmenter(family, unit)
         config = family.config
         predict = lambda images: segmenter.predict_logits(model, config.model, images)
@@ -180,21 +182,3 @@ def read_unit_maps(folder) -> dict:
     """A U-Net unit's per-pixel uncertainty maps (`annotate_unit`)."""
     with np.load(Path(folder) / "uncertainty_maps.npz") as saved:
         return {key: saved[key] for key in saved.files}
-
-
-def with_uncertainty(unit_dirs) -> pd.DataFrame:
-    """The predictions of finished units, with each unit's `uncertainty.csv` columns where
-    it has one."""
-    from . import runner
-
-    frames = []
-    for folder in unit_dirs:
-        predictions = runner.read_units([folder])
-        extra = Path(folder) / "uncertainty.csv"
-        if len(predictions) and extra.exists():
-            columns = pd.read_csv(extra, dtype={"patient_id": str})
-            predictions = predictions.merge(columns, on=["patient_id", "slice_number"],
-                                            how="left", validate="one_to_one")
-        frames.append(predictions)
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

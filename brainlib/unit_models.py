@@ -17,7 +17,7 @@ import pandas as pd
 from . import params as schema
 from . import runner
 
-MAIN_SCHEME, MAIN_CONTROL = "patient", "none"
+from .params import MAIN_CONTROL, MAIN_SCHEME
 
 
 @dataclass
@@ -37,10 +37,10 @@ class TrainedUnit:
 def main_units(params: schema.Params, model: str, manifest: pd.DataFrame) -> list[TrainedUnit]:
     """The model's finished units of the main experiment (patient folds, true labels), in
     fold order; a clear error for a unit that was never trained."""
-    from . import study
+    from .experiment import model_dir
 
     manifest = manifest.reset_index(drop=True)
-    folder = study.model_dir(params, model, manifest)
+    folder = model_dir(params, model, manifest)
     units = []
     for _, scheme, control, fold in runner.list_units(manifest, [model], [MAIN_SCHEME],
                                                       [MAIN_CONTROL], params.folds):

@@ -1,4 +1,4 @@
-"""The book as its reader sees it: the reader's check (`brainlib.bookcheck`) passes on the
+"""The book as its reader sees it: the reader's check (`tests/bookcheck.py`) passes on the
 book of the reference notebooks, and finds each kind of problem it looks for.
 
 The browser tests skip without a Chromium on PATH (`apt-get install chromium`); the book
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from brainlib import bookcheck
+import bookcheck
 
 CODE_LINE_LIMIT = 77
 """Characters a code line of a chapter may have: the built book's code box is 684 px wide

@@ -6,7 +6,7 @@ import pytest
 import scipy.stats as sps
 from simulated import simulate_predictions
 
-from brainlib import external, params, primary, runcard, splits, travel_report
+from brainlib import external, params, runcard, splits, stats, travel_report
 
 
 def manifest(institutions=("CS", "DU", "FG", "HT"), patients_each=(3, 4, 1, 2), dataset="real",
@@ -113,7 +113,7 @@ def test_proportion_interval_is_the_patient_cluster_wald_interval():
     z = sps.norm.ppf(0.975)
     assert estimate == pytest.approx(6 / 9)
     assert (low, high) == pytest.approx((D - z * se, min(1.0, D + z * se)))
-    assert primary.cluster_standard_error(n, d)[1] == pytest.approx(se)
+    assert stats.cluster_standard_error(n, d)[1] == pytest.approx(se)
 
 
 @pytest.fixture(scope="module")

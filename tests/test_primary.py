@@ -69,7 +69,7 @@ def test_cluster_se_matches_hand_computation():
 
 
 def test_t_below_the_small_sample_threshold_and_the_normal_from_it():
-    k = primary.SMALL_SAMPLE_PATIENTS
+    k = stats.SMALL_SAMPLE_PATIENTS
     below = primary.primary_endpoint(paired_run(k - 1), n_resamples=N_RESAMPLES, seed=0)
     at = primary.primary_endpoint(paired_run(k), n_resamples=N_RESAMPLES, seed=0)
     q_below = (below.wald_high - below.wald_low) / (2 * below.se)
@@ -89,14 +89,14 @@ def test_t_below_the_small_sample_threshold_and_the_normal_from_it():
 def test_sign_flip_test_by_hand():
     """d = (3, 1, 2): the 8 flips give sums 6, 4, 2, 0, 0, -2, -4, -6, each 1/8; the observed
     6 is matched in size by 6 and -6 only: p = 2/8."""
-    result = primary.sign_flip_test([3, 1, 2], [4, 4, 4])
+    result = stats.sign_flip_test([3, 1, 2], [4, 4, 4])
     assert result.pvalue == pytest.approx(0.25, abs=1e-15)
     assert result.statistic == pytest.approx(6 / 12)
     assert (result.n_patients, result.n_informative, result.smallest_pvalue) == (3, 3, 0.25)
     # |observed| = 2 is reached by 6, 4, 2, -2, -4, -6: p = 6/8; zeros change nothing
-    assert primary.sign_flip_test([3, -1, 0], [4, 4, 4]).pvalue == pytest.approx(1.0)
-    assert primary.sign_flip_test([3, 1, -2, 0], [4, 4, 4, 4]).pvalue == pytest.approx(6 / 8)
-    assert primary.sign_flip_test([3, 1, -2, 0], [4, 4, 4, 4]).smallest_pvalue == 0.25
+    assert stats.sign_flip_test([3, -1, 0], [4, 4, 4]).pvalue == pytest.approx(1.0)
+    assert stats.sign_flip_test([3, 1, -2, 0], [4, 4, 4, 4]).pvalue == pytest.approx(6 / 8)
+    assert stats.sign_flip_test([3, 1, -2, 0], [4, 4, 4, 4]).smallest_pvalue == 0.25
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -104,7 +104,7 @@ def test_sign_flip_test_matches_scipy_permutation_test(seed):
     rng = np.random.default_rng(seed)
     d = rng.integers(-6, 9, size=9)
     n = rng.integers(8, 20, size=9)
-    ours = primary.sign_flip_test(d, n)
+    ours = stats.sign_flip_test(d, n)
     theirs = sps.permutation_test((d,), lambda x, axis=-1: x.sum(axis=axis) / n.sum(),
                                   permutation_type="samples", n_resamples=np.inf,
                                   vectorized=True, alternative="two-sided")
@@ -114,19 +114,19 @@ def test_sign_flip_test_matches_scipy_permutation_test(seed):
 
 def test_sign_flip_test_works_for_many_patients_and_refuses_fractions():
     d = np.r_[np.full(60, 1), np.full(50, -1)]
-    result = primary.sign_flip_test(d, np.full(110, 10))
+    result = stats.sign_flip_test(d, np.full(110, 10))
     # the sum of 110 random signs has |sum| >= 10 with this exact binomial probability
     exact = 2 * sps.binom(110, 0.5).sf(59)
     assert result.pvalue == pytest.approx(exact, rel=1e-9)
     with pytest.raises(ValueError, match="integer differences"):
-        primary.sign_flip_test([0.5, 1], [2, 2])
+        stats.sign_flip_test([0.5, 1], [2, 2])
 
 
 def test_primary_endpoint_carries_the_sign_flip_test():
     paired = paired_run(8)
     result = primary.primary_endpoint(paired, n_resamples=N_RESAMPLES, seed=0)
     sums = paired.groupby("patient_id")[["correct_a", "correct_b"]].sum()
-    direct = primary.sign_flip_test((sums["correct_a"] - sums["correct_b"]).to_numpy(),
+    direct = stats.sign_flip_test((sums["correct_a"] - sums["correct_b"]).to_numpy(),
                                     paired.groupby("patient_id").size().to_numpy())
     assert result.sign_flip_pvalue == pytest.approx(direct.pvalue)
     assert f"exact sign-flip test over the 8 patients: p = {direct.pvalue:.3g}" in \
@@ -134,10 +134,10 @@ def test_primary_endpoint_carries_the_sign_flip_test():
 
 
 def test_minimum_detectable_difference_formula():
-    assert primary.minimum_detectable_difference(0.01) == pytest.approx(0.028016, abs=1e-6)
-    assert primary.minimum_detectable_difference(0.01, alpha=0.01, power=0.9) == pytest.approx(
+    assert stats.minimum_detectable_difference(0.01) == pytest.approx(0.028016, abs=1e-6)
+    assert stats.minimum_detectable_difference(0.01, alpha=0.01, power=0.9) == pytest.approx(
         (2.5758293 + 1.2815516) * 0.01, rel=1e-6)
-    assert math.isnan(primary.minimum_detectable_difference(0.0))
+    assert math.isnan(stats.minimum_detectable_difference(0.0))
 
 
 def test_mdd_shrinks_as_patients_grow():

@@ -117,3 +117,19 @@ def test_referral_sentences_follow_each_interval_against_chance(measures, says, 
         assert phrase in text, (phrase, text)
     for phrase in never:
         assert phrase not in text, (phrase, text)
+
+
+def test_an_ece_at_its_intervals_edge_is_said_to_be():
+    assert trust_report.at_interval_edge(0.05, 0.05, 0.12)
+    assert trust_report.at_interval_edge(0.04, 0.05, 0.12)  # outside: below the low end
+    assert not trust_report.at_interval_edge(0.08, 0.05, 0.12)
+    assert not trust_report.at_interval_edge(0.08, float("nan"), 0.12)
+    table = pd.DataFrame([
+        {"model": "m", "probability": "as trained", "ECE": 0.050, "ECE low": 0.051,
+         "ECE high": 0.120, "brier": 0.1, "temperature": "", "fits at a bound": 0},
+        {"model": "m", "probability": "temperature-scaled", "ECE": 0.080, "ECE low": 0.050,
+         "ECE high": 0.120, "brier": 0.1, "temperature": "1.10-1.30", "fits at a bound": 0}])
+    [sentence] = trust_report.calibration_sentences(table)
+    assert "For the ECE as trained, the estimate sits at the edge of its interval" in sentence
+    centred = table.assign(**{"ECE low": 0.03})
+    assert "edge" not in trust_report.calibration_sentences(centred)[0]

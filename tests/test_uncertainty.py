@@ -3,7 +3,7 @@ deterministic prediction."""
 import numpy as np
 import pytest
 
-from brainlib import calibration, models, uncertainty
+from brainlib import calibration, experiment, models, uncertainty
 
 
 def head_and_features(seed=0):
@@ -123,6 +123,6 @@ def test_uncertainty_columns_join_their_units_predictions(tmp_path):
                  ).to_csv(plain / "predictions.csv", index=False)
     pd.DataFrame({"patient_id": ["007", "007"], "slice_number": [2, 1], "entropy": [0.1, 0.6]}
                  ).to_csv(unit / "uncertainty.csv", index=False)
-    table = uncertainty.with_uncertainty([unit, plain])
+    table = experiment.with_uncertainty([unit, plain])
     assert table["patient_id"].tolist() == ["007", "007", "008"]  # ids stay text
     assert table["entropy"].tolist()[:2] == [0.6, 0.1] and np.isnan(table["entropy"].iloc[2])

@@ -8,6 +8,11 @@ gives the tests it promised, one module per family of methods:
 - ``mcnemar``: McNemar (exact, mid-p, chi-square with and without continuity correction,
   and the patient-clustered Durkalski and Obuchowski tests) with a CI of the accuracy
   difference, and per-class tests;
+- ``clustered``: the patient-cluster standard error and interval of an accuracy difference
+  (t with K - 1 degrees of freedom below ``SMALL_SAMPLE_PATIENTS``), the detectable
+  difference, and the exact sign-flip test over patients;
+- ``resample``: resampling whole patients, and a percentile interval of any statistic
+  from it (``patient_bootstrap``);
 - ``holm``: Holm's correction of a family of p-values;
 - ``bootstrap``: bootstrap CIs of eqs. (30)-(35) for both models and their difference,
   resampling slices or whole patients;
@@ -33,6 +38,9 @@ from .bayes import (
     paired_posterior, patient_paired_posterior, posterior_table,
 )
 from .bootstrap import BootstrapResult, bootstrap_metrics
+from .clustered import (
+    SMALL_SAMPLE_PATIENTS, SignFlipTest, cluster_interval, cluster_standard_error,
+    distribution_name, minimum_detectable_difference, reference_distribution, sign_flip_test)
 from .delong import (
     AUC_TRANSFORMS, AucInterval, DeLongResult, auc_interval, delong_covariance, delong_test,
 )
@@ -47,6 +55,7 @@ from .mcnemar import (
     mcnemar_test, paired_difference_ci, paired_metric_tests,
 )
 from .pairing import PAIR_KEYS, pair_predictions, paired_table
+from .resample import PatientInterval, patient_bootstrap, patient_members, patient_resamples
 from .results import Result
 from .roc import RocBand, cluster_bootstrap_auc, roc_confidence_band
 
@@ -59,6 +68,12 @@ __all__ = [
     "paired_difference_ci", "paired_metric_tests", "HolmResult", "holm_correction",
     "CLUSTERED_MCNEMAR_METHODS", "clustered_mcnemar_pvalue", "clustered_mcnemar_methods",
     "discordance_by_cluster",
+    # patient-clustered accuracy difference
+    "SMALL_SAMPLE_PATIENTS", "SignFlipTest", "cluster_interval", "cluster_standard_error",
+    "distribution_name", "minimum_detectable_difference", "reference_distribution",
+    "sign_flip_test",
+    # resampling patients
+    "PatientInterval", "patient_bootstrap", "patient_members", "patient_resamples",
     # bootstrap
     "BootstrapResult", "bootstrap_metrics", "cluster_bootstrap_auc", "RocBand",
     "roc_confidence_band",

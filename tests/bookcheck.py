@@ -1,7 +1,8 @@
 """The reader's check of the built book, in headless Chromium with the network refused.
 
-`python -m brainlib.bookcheck [HTML_DIR]` (`make book-check`) opens every page of the built
-book (default `_build/_build/html`) as a reader would and fails, naming the page and the
+`python tests/bookcheck.py [HTML_DIR]` (`make book-check`; a development tool, kept out of
+the installed package) opens every page of the built book (default `_build/_build/html`)
+as a reader would and fails, naming the page and the
 element, where a page shows a Markdown table as text, a table cell reading NaN or None, a
 code or output line wider than its box, a plotly figure plotly.js did not draw, an
 equation MathJax did not typeset (nothing may come from a CDN), a TensorFlow notice, a
@@ -214,7 +215,7 @@ def expected_colab_link(page: str, config_path: str | os.PathLike = REPO_ROOT / 
     """
     import yaml  # comes with jupyter-book (the `book` extra)
 
-    from .book import repository
+    from brainlib.book import repository
 
     name, branch = repository(config_path)
     config = yaml.safe_load(Path(config_path).read_text())
@@ -528,7 +529,7 @@ def check_book(html_dir: str | os.PathLike = DEFAULT_HTML_DIR,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m brainlib.bookcheck", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python tests/bookcheck.py", description=__doc__.split("\n")[0])
     parser.add_argument("html_dir", nargs="?", default=str(DEFAULT_HTML_DIR),
                         help="the built book's HTML folder (default: %(default)s)")
     parser.add_argument("--page", action="append", dest="pages", metavar="PAGE",

@@ -1,0 +1,170 @@
+"""The library's shape: its modules form layers along the pipeline, each importing only its
+own layer or the ones below, with no import circle, function-level imports included.
+
+Read from the source with `ast`, so an import hidden inside a function counts as much as
+one at the top of a file. `LAYERS` is the map of the package; a new module fails the test
+until it is placed in it.
+"""
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "brainlib"
+
+LAYERS = [
+    ("config", ["params", "progress"]),
+    ("data", ["data", "phantom", "splits", "external", "pipeline", "transform", "eda",
+              "machine", "recorded"]),
+    ("measures", ["metrics", "equations"]),
+    # segmetrics: Dice, IoU, Hausdorff and their patient-bootstrap intervals (stats' Result)
+    ("stats", ["stats", "segmetrics"]),
+    ("models", ["models", "unet", "loss"]),
+    ("training", ["train", "classifier", "segmenter", "scores", "runner", "masks", "bundle",
+                  "experiment", "unit_models"]),
+    ("trust", ["calibration", "uncertainty", "gradcam"]),
+    ("chapters", ["primary", "baselines", "runcard", "report", "evaluation_report",
+                  "leakage_report", "comparison_report", "segmentation_report",
+                  "travel_report", "trust_report", "audit", "plots"]),
+    ("study", ["study", "notebook", "book", "__main__"]),
+]
+"""Bottom to top: what each layer of `brainlib` holds (a subpackage, e.g. `stats`, by its
+name)."""
+
+
+def module_names() -> dict[str, Path]:
+    """`brainlib.x` (or `brainlib.stats.y`) -> its file, `brainlib` itself left out."""
+    names = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if len(parts) > 1:
+            names[".".join(parts)] = path
+    return names
+
+
+def imports_of(name: str, path: Path, known) -> set[str]:
+    """The package modules `name` imports anywhere in its file."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                candidate = f"{target}.{alias.name}"
+                found.add(candidate if candidate in known else target)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {target for target in found if target in known and target != name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    known = module_names()
+    return {name: imports_of(name, path, known) for name, path in known.items()}
+
+
+def layer_of(name: str) -> int:
+    top = name.split(".")[1]
+    for level, (_, members) in enumerate(LAYERS):
+        if top in members:
+            return level
+    raise KeyError(top)
+
+
+def cycle_through(graph, start) -> list[str] | None:
+    """One import circle through `start`, as the list of modules along it, or None."""
+    stack, seen = [(start, [start])], set()
+    while stack:
+        node, path = stack.pop()
+        for target in sorted(graph.get(node, ())):
+            if target == start:
+                return path + [start]
+            if target not in seen:
+                seen.add(target)
+                stack.append((target, path + [target]))
+    return None
+
+
+def test_every_module_has_a_layer():
+    unplaced = sorted({name.split(".")[1] for name in module_names()
+                       if not any(name.split(".")[1] in m for _, m in LAYERS)})
+    assert not unplaced, f"place these modules in a layer of tests/test_architecture.py: {unplaced}"
+
+
+def test_no_module_imports_a_layer_above_its_own():
+    upward = [f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})"
+              for a, targets in sorted(import_graph().items()) for b in sorted(targets)
+              if layer_of(b) > layer_of(a)]
+    assert not upward, "imports against the layers:\n" + "\n".join(upward)
+
+
+def test_no_import_circle():
+    graph = import_graph()
+    circles = {tuple(c) for name in graph if (c := cycle_through(graph, name))}
+    assert not circles, "import circles:\n" + "\n".join(" -> ".join(c) for c in sorted(circles))
+
+
+def test_the_checks_find_what_they_look_for():
+    graph = {"brainlib.study": {"brainlib.book"}, "brainlib.book": {"brainlib.study"},
+             "brainlib.data": set()}
+    assert cycle_through(graph, "brainlib.book") == ["brainlib.book", "brainlib.study",
+                                                     "brainlib.book"]
+    assert cycle_through(graph, "brainlib.data") is None
+    assert layer_of("brainlib.stats.mcnemar") < layer_of("brainlib.primary")
+    with pytest.raises(KeyError):
+        layer_of("brainlib.nowhere")
+    known = {"brainlib.stats", "brainlib.stats.mcnemar", "brainlib.report", "brainlib.metrics"}
+    source = PACKAGE.parent / "brainlib" / "report.py"
+    assert "brainlib.stats" in imports_of("brainlib.report", source, known | {"brainlib.report"})
+
+
+@pytest.mark.parametrize("code", [
+    "import brainlib",
+    "import brainlib.study, brainlib.experiment, brainlib.report, brainlib.baselines",
+    "import runpy, sys\nsys.argv = ['brainlib', '--help']\ntry:\n"
+    "    runpy.run_module('brainlib', run_name='__main__')\nexcept SystemExit:\n    pass",
+], ids=["import", "the chapters' layer", "--help"])
+def test_the_package_and_its_help_start_without_tensorflow(code):
+    import subprocess
+    import sys
+
+    check = code + "\nimport sys\nprint('TF LOADED' if 'tensorflow' in sys.modules else 'no TF')"
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "no TF", done.stdout[-500:]
+
+
+def test_the_same_outputs_check_masks_only_what_varies_between_runs():
+    import same_outputs
+
+    def notebook(text):
+        return {"cells": [{"cell_type": "code", "outputs": [{"output_type": "stream",
+                                                              "text": text}]}]}
+
+    a = notebook("I0000 00:00:1796.31   12873 port.cc:153] oneDNN on\n02_data: done in 7 s\n"
+                 "accuracy 0.749\n")
+    b = notebook("I0000 00:00:1800.46   23090 port.cc:153] oneDNN on\n02_data: done in 12 s\n"
+                 "accuracy 0.749\n")
+    assert same_outputs.output_lines(a) == same_outputs.output_lines(b)
+    moved = notebook("accuracy 0.750\n")
+    assert same_outputs.output_lines(moved) != same_outputs.output_lines(notebook("accuracy 0.749\n"))
+
+
+def test_the_readme_lists_the_layers_as_they_are():
+    import re
+
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme[readme.index("## Architecture"):]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0] in {name for name, _ in LAYERS}:
+            listed = re.sub(r"\([^)]*\)", "", cells[1])  # stats/'s own modules in brackets
+            rows[cells[0]] = sorted(n.rstrip("/") for n in re.findall(r"`([^`]+)`", listed))
+    assert rows == {name: sorted(members) for name, members in LAYERS}
