@@ -112,9 +112,12 @@ def paired_comparison(predictions: pd.DataFrame, reference_model: str,
     return pd.DataFrame(rows)
 
 
-def worth_sentences(comparison: pd.DataFrame, dataset: str) -> list[str]:
+def worth_sentences(comparison: pd.DataFrame, dataset: str,
+                    looked_at: tuple[int, int] | None = None) -> list[str]:
     """Chapter 07's closing words, from ``paired_comparison``: each difference with the
-    side of 0 its patient-level interval lies on, and what the dataset lets them mean."""
+    side of 0 its patient-level interval lies on, and what the dataset lets them mean.
+    ``looked_at``: (test patients whose results chose the U-Net recipe, test patients),
+    from ``runcard.looked_at_patients``."""
     lines = []
     for r in comparison.to_dict("records"):
         a, b = r["comparison"].split(" - ")
@@ -128,10 +131,13 @@ def worth_sentences(comparison: pd.DataFrame, dataset: str) -> list[str]:
         lines.append("These are PHANTOM numbers: they show the machinery works and say nothing "
                      "about what masks are worth on real MRI.")
     else:
+        seen = ("" if looked_at is None else
+                f" {looked_at[0]} of this run's {looked_at[1]} test patients are among them." if
+                looked_at[0] else f" None of this run's {looked_at[1]} test patients is.")
         lines.append(f"These are {dataset.upper()} patients. The U-Net's recipe was partly chosen "
                      "by looking at one test fold of the 20-patient real sample (see the "
                      "disclosure above and the choices-made page): on those patients its "
-                     "numbers may be optimistic.")
+                     "numbers may be optimistic." + seen)
     return lines
 
 

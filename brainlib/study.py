@@ -204,13 +204,11 @@ def closing_summary(run_dir, seconds: float, book_index: Path | None = None) -> 
     run_dir = Path(run_dir)
     saved = json.loads((run_dir / "params.json").read_text())
     manifest = read_manifest(run_dir)
-    folder = Path(manifest["image_path"].iloc[0]).parents[1]
     dataset = str(manifest["dataset"].iloc[0]).upper()
     minutes, rest = divmod(round(seconds), 60)
     lines = [f"study done in {minutes} min {rest:02d} s: profile {saved['profile']}, run folder "
              f"{schema.relative_to_repo(run_dir)}",
-             f"data: {dataset}, {folder} ({manifest['patient_id'].nunique()} patients, "
-             f"{len(manifest)} slices, {int((manifest['label'] == 1).sum())} with tumor)"]
+             f"data: {dataset}, {data_in_words(manifest)}"]
     predictions_path = run_dir / "predictions.csv"
     if predictions_path.exists():
         predictions = pd.read_csv(predictions_path, dtype={"patient_id": str})
@@ -229,6 +227,25 @@ def closing_summary(run_dir, seconds: float, book_index: Path | None = None) -> 
     if book_index is not None:
         lines.append(f"book: {book_index}")
     return "\n".join(lines)
+
+
+def data_in_words(manifest: pd.DataFrame) -> str:
+    """The data folder and its counts; for a hold-out, both folders with their patients."""
+    def folder(rows):
+        return Path(rows["image_path"].iloc[0]).parents[1]
+
+    counts = (f"{manifest['patient_id'].nunique()} patients, {len(manifest)} slices, "
+              f"{int((manifest['label'] == 1).sum())} with tumor")
+    if "source" not in manifest or manifest["source"].nunique() < 2:
+        return f"{folder(manifest)} ({counts})"
+    def patients(rows):
+        n = rows["patient_id"].nunique()
+        return f"{n} patient{'' if n == 1 else 's'}"
+
+    parts = [f"{source} {folder(rows)} ({patients(rows)})"
+             for source, rows in ((s, manifest[manifest["source"] == s])
+                                  for s in ("train", "test"))]
+    return ", ".join(parts) + f"; in all {counts}"
 
 
 def study_main(argv: list[str]) -> int:

@@ -399,8 +399,9 @@ if P.runs_institution_holdout:
 elif P.evaluation == "institution":
     print("This run's own folds are institutions: every result above "
           "is already on an institution the model never saw.")
+elif P.is_holdout:
+    print("Not run in this study: a hold-out run tests once on its own "
+          "test folder, not on one institution at a time.")
 else:
-    print("Not run in this study "
-          f"(institution_holdout={P.institution_holdout}, "
-          f"evaluation={P.evaluation}).")
+    print("Not run in this study (institution_holdout=false).")
 

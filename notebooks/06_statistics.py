@@ -143,11 +143,12 @@ comparison.counts
 # difference in accuracy comes with Newcombe's interval for paired proportions.
 
 # %% tags=["nbval-check-output"]
-mcnemar = comparison.mcnemar
+paired = comparison.paired  # one row per slice that both models scored
+mcnemar = bl.stats.mcnemar_test(paired, method="exact")
 for name in ("b", "c", "pvalue", "difference", "ci_low", "ci_high",
              "accuracy_a", "accuracy_b"):
     glue_value(f"mcnemar_{name}", float(getattr(mcnemar, name)))
-comparison.mcnemar_methods.drop(columns=["model_a", "model_b"]).round(4)
+bl.stats.mcnemar_methods(paired).drop(columns=["model_a", "model_b"]).round(4)
 
 # %% [markdown]
 # {glue:text}`model_a` was right on {glue:text}`mcnemar_b:.0f` slices that
@@ -172,7 +173,7 @@ comparison.mcnemar_methods.drop(columns=["model_a", "model_b"]).round(4)
 # is the ordinary chi-square McNemar (tested).
 
 # %% tags=["nbval-check-output"]
-clustered_mcnemar = bl.stats.clustered_mcnemar_methods(comparison.paired)
+clustered_mcnemar = bl.stats.clustered_mcnemar_methods(paired)
 for row in clustered_mcnemar.itertuples():
     glue_value(f"mcnemar_{row.method}_p", float(row.pvalue))
 clustered_mcnemar[["method", "unit", "b", "c", "n", "statistic",
@@ -250,8 +251,10 @@ bl.plots.posterior_figure(
 # Bayesian twin of the patient bootstrap above.
 
 # %% tags=["nbval-check-output"]
-by_slices, by_patients = (comparison.slice_posterior,
-                          comparison.patient_posterior)
+by_slices = bl.stats.paired_posterior(paired, prior=1.0, rope=ROPE,
+                                     seed=P.seed)
+by_patients = bl.stats.patient_paired_posterior(paired, rope=ROPE,
+                                                seed=P.seed)
 for name, result in (("slices", by_slices), ("patients", by_patients)):
     for field in ("p_a_better", "p_rope", "ci_low", "ci_high",
                   "mean_difference"):
@@ -286,7 +289,8 @@ bl.plots.posterior_figure(
 # The patient bootstrap of the AUC difference gives a third, assumption-light interval.
 
 # %% tags=["nbval-check-output"]
-delong, delong_clustered = comparison.delong, comparison.delong_clustered
+delong = bl.stats.delong_test(paired)
+delong_clustered = bl.stats.delong_test(paired, cluster="patient_id")
 glue_value("delong_difference", float(delong.difference))
 glue_value("delong_p", float(delong.pvalue))
 glue_value("delong_clustered_p", float(delong_clustered.pvalue))

@@ -252,7 +252,8 @@ print("\n".join(bl.baselines.beat_sentences(
 # run, from the table above:
 
 # %% tags=["nbval-check-output"]
+tested = set(three["patient_id"])
 print("\n".join(bl.segmentation_report.worth_sentences(
     bl.segmentation_report.paired_comparison(three, "unet",
                                                 P.model_names),
-    DATASET)))
+    DATASET, (len(tested & bl.runcard.looked_at_patients()), len(tested)))))

@@ -505,3 +505,28 @@ def test_table_iv_shows_percentile_patient_intervals_beside_bca(main):
     accuracy = pct[(pct["metric"] == "accuracy") & (pct["model"] == MODELS[0])].iloc[0]
     assert values.loc[(MODELS[0], "accuracy"), "percentile_low"] == accuracy["ci_low"]
     assert set(pct["ci_method"]) == {"percentile"}
+
+
+def test_the_closing_sentence_of_chapter_7_counts_the_looked_at_test_patients():
+    table = pd.DataFrame([{"comparison": "unet - resnet50", "slices": 100, "patients": 10,
+                           "accuracy difference": 0.1, "ci_low (patients)": 0.02,
+                           "ci_high (patients)": 0.18, "AUC difference": 0.05,
+                           "DeLong p (patient-clustered)": 0.01}])
+    assert sr.worth_sentences(table, "REAL", (3, 7))[-1].endswith(
+        "3 of this run's 7 test patients are among them.")
+    assert sr.worth_sentences(table, "REAL", (0, 7))[-1].endswith(
+        "None of this run's 7 test patients is.")
+
+
+def test_a_holdout_names_both_folders_in_the_closing_summary():
+    from brainlib import study
+
+    rows = pd.DataFrame({"patient_id": ["a", "a", "b", "c"], "label": [1, 0, 0, 1],
+                         "source": ["train", "train", "train", "test"],
+                         "image_path": ["/d/train/kaggle_3m/a/a_1.tif", "/d/train/kaggle_3m/a/a_2.tif",
+                                        "/d/train/kaggle_3m/b/b_1.tif", "/d/test/kaggle_3m/c/c_1.tif"]})
+    text = study.data_in_words(rows)
+    assert text == ("train /d/train/kaggle_3m (2 patients), test /d/test/kaggle_3m (1 patient); "
+                    "in all 3 patients, 4 slices, 2 with tumor")
+    assert study.data_in_words(rows.drop(columns="source")) == (
+        "/d/train/kaggle_3m (3 patients, 4 slices, 2 with tumor)")
