@@ -39,10 +39,10 @@ DEFAULT_THRESHOLD = 0.5
 """The threshold where the protocol keeps no inner-validation patients (as the paper's 0.5)."""
 
 
-def slice_features(manifest: pd.DataFrame, cache_dir=None) -> pd.DataFrame:
+def slice_features(manifest: pd.DataFrame, analysis_dir=None) -> pd.DataFrame:
     """Per slice of the manifest: patient_id, slice_number, ``position`` (0 at the volume's
     first slice, 1 at its last) and ``brain_share`` (share of the image's pixels that are
-    head). Reading every image once, kept in the run's ``cache_dir``."""
+    head). Reading every image once, kept in the run's ``analysis_dir``."""
     rows = manifest[["patient_id", "slice_number", "image_path"]].reset_index(drop=True)
 
     def compute() -> pd.DataFrame:
@@ -55,7 +55,7 @@ def slice_features(manifest: pd.DataFrame, cache_dir=None) -> pd.DataFrame:
                              "position": ((rows["slice_number"] - first) / span).to_numpy(),
                              "brain_share": shares})
 
-    return cached_frame(cache_dir, "slice-features", {"slices": frame_digest(rows)}, compute)
+    return cached_frame(analysis_dir, "slice-features", {"slices": frame_digest(rows)}, compute)
 
 
 class RateScore:
@@ -78,12 +78,12 @@ class RateScore:
 
 def baseline_predictions(manifest: pd.DataFrame, *, folds, protocol: str, seed: int,
                          validation_fraction: float, features: pd.DataFrame | None = None,
-                         cache_dir=None) -> pd.DataFrame:
+                         analysis_dir=None) -> pd.DataFrame:
     """Both baselines' predictions of the main experiment (patient folds, true labels), unit
     by unit as the classifiers' (``folds`` None: every fold of the manifest): the columns
     of a unit's ``scores.csv``."""
     if features is None:
-        features = slice_features(manifest, cache_dir)
+        features = slice_features(manifest, analysis_dir)
     keyed = manifest.reset_index(drop=True).merge(
         features, on=["patient_id", "slice_number"], how="left", validate="one_to_one")
     if keyed[list(FEATURES.values())].isna().any().any():
@@ -114,12 +114,12 @@ def baseline_predictions(manifest: pd.DataFrame, *, folds, protocol: str, seed: 
     return pd.concat(frames, ignore_index=True)
 
 
-def run_baselines(params, manifest: pd.DataFrame, cache_dir=None) -> pd.DataFrame:
+def run_baselines(params, manifest: pd.DataFrame, analysis_dir=None) -> pd.DataFrame:
     """``baseline_predictions`` with a run's folds, protocol, seed and inner-validation share."""
     return baseline_predictions(manifest, folds=params.folds, protocol=params.protocol,
                                 seed=params.seed,
                                 validation_fraction=params.validation_fraction,
-                                cache_dir=cache_dir)
+                                analysis_dir=analysis_dir)
 
 
 def beat_sentences(comparison: pd.DataFrame) -> list[str]:

@@ -154,10 +154,10 @@ def _fold_tests(main, model_a, model_b, rope, n_folds):
 
 def compare_models(predictions: pd.DataFrame, model_a: str, model_b: str, rope: float,
                    n_resamples: int, seed: int, slice_resamples: int = 10_000,
-                   cache_dir=None) -> ModelComparison:
+                   analysis_dir=None) -> ModelComparison:
     """Chapter 06's part 1 on the main experiment: every paired test of a against b.
 
-    ``n_resamples`` patients are resampled (shared with chapter 05 through ``cache_dir``),
+    ``n_resamples`` patients are resampled (shared with chapter 05 through ``analysis_dir``),
     ``slice_resamples`` slices. A single fold is allowed: the fold-level tests are then
     listed in ``fold_skipped`` and left out of Holm's fold family.
     """
@@ -168,7 +168,7 @@ def compare_models(predictions: pd.DataFrame, model_a: str, model_b: str, rope: 
                           index=pd.Index([f"{model_a} right", f"{model_a} wrong"], name=""),
                           columns=[f"{model_b} right", f"{model_b} wrong"])
     by_slice = stats.bootstrap_metrics(paired, n_resamples=slice_resamples, seed=seed).to_frame()
-    by_patient = with_percentile(paired, n_resamples, seed, cache_dir=cache_dir)
+    by_patient = with_percentile(paired, n_resamples, seed, analysis_dir=analysis_dir)
     columns = ["estimate", "ci_low", "ci_high", "ci_method"]
     percentile = ["percentile_low", "percentile_high"]
     intervals = pd.concat(

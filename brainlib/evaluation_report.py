@@ -57,20 +57,20 @@ class TableIV(stats.Result):
 
 
 def table_iv(predictions: pd.DataFrame, model_a: str, model_b: str, n_resamples: int,
-             seed: int, confidence: float = 0.95, cache_dir=None) -> TableIV:
+             seed: int, confidence: float = 0.95, analysis_dir=None) -> TableIV:
     """Table IV of the main experiment (patient folds, true labels) with intervals.
 
     Eqs. (30)-(33), (35): paired BCa bootstraps of slices and of patients; AUC: DeLong's and
     the patient-clustered DeLong interval (``stats.auc_interval``). The patient bootstrap
     goes through ``report.patient_intervals`` and so is shared with chapter 06 via
-    ``cache_dir``.
+    ``analysis_dir``.
     """
     paired = stats.pair_predictions(main_predictions(predictions), model_a, model_b)
     by_slice = models_only(stats.bootstrap_metrics(
         paired, n_resamples=n_resamples, confidence=confidence, seed=seed).to_frame())
-    by_patient = patient_intervals(paired, n_resamples, seed, confidence, cache_dir)
+    by_patient = patient_intervals(paired, n_resamples, seed, confidence, analysis_dir)
     by_patient = models_only(by_patient[by_patient["metric"] != "auc"])
-    percentile = models_only(patient_intervals(paired, n_resamples, seed, confidence, cache_dir,
+    percentile = models_only(patient_intervals(paired, n_resamples, seed, confidence, analysis_dir,
                                                method="percentile"))
     both = by_slice.merge(by_patient, on=["metric", "model"], suffixes=("_s", "_p"),
                           validate="one_to_one")

@@ -140,7 +140,7 @@ def experiments(params: schema.Params, model: str) -> tuple[tuple, tuple]:
     return ("patient",), ("none",)
 
 
-def model_dir(params: schema.Params, model: str, manifest: pd.DataFrame | None = None) -> Path:
+def model_folder(params: schema.Params, model: str, manifest: pd.DataFrame | None = None) -> Path:
     """The folder of `model`'s units under these parameters (`units/<model>-<key>`)."""
     from . import runner
 
@@ -241,7 +241,7 @@ def write_predictions_table(params: schema.Params, manifest: pd.DataFrame) -> pd
 
     units = []
     for model in all_models(params):
-        folder = model_dir(params, model, manifest)
+        folder = model_folder(params, model, manifest)
         schemes, controls = experiments(params, model)
         units += [folder / runner.unit_path(*u[1:])
                   for u in runner.list_units(manifest, [model], schemes, controls, params.folds)]
@@ -250,25 +250,25 @@ def write_predictions_table(params: schema.Params, manifest: pd.DataFrame) -> pd
     return table
 
 
-def read_histories(params: schema.Params, models=None) -> pd.DataFrame:
+def unit_histories(params: schema.Params, models=None) -> pd.DataFrame:
     """Every unit's per-epoch history (training and inner-validation loss and accuracy)."""
     from . import runner
 
-    return runner.read_histories(model_dir(params, m) for m in (models or params.model_names))
+    return runner.read_histories(model_folder(params, m) for m in (models or params.model_names))
 
 
-def read_thresholds(params: schema.Params, models=None) -> pd.DataFrame:
+def unit_thresholds(params: schema.Params, models=None) -> pd.DataFrame:
     """Every unit's chosen epoch and threshold, with how many rows fitted and validated."""
     from . import runner
 
-    return runner.read_thresholds(model_dir(params, m) for m in (models or params.model_names))
+    return runner.read_thresholds(model_folder(params, m) for m in (models or params.model_names))
 
 
 def forget_models(params: schema.Params) -> None:
     """Delete the trained units of the current parameters (all models), so they retrain."""
     manifest = prepare_manifest(params)
     for model in all_models(params):
-        shutil.rmtree(model_dir(params, model, manifest), ignore_errors=True)
+        shutil.rmtree(model_folder(params, model, manifest), ignore_errors=True)
 
 
 def with_uncertainty(unit_dirs) -> pd.DataFrame:

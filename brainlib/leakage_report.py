@@ -107,7 +107,7 @@ class LeakageTable(stats.Result):
 
 
 def leakage_table(predictions: pd.DataFrame, models, n_resamples: int, seed: int,
-                  confidence: float = 0.95, cache_dir=None) -> LeakageTable:
+                  confidence: float = 0.95, analysis_dir=None) -> LeakageTable:
     """Accuracy and AUC of each experiment (scheme x control) and model, with patient-resampled
     BCa intervals, and chance: AUC 0.5 and the majority-class accuracy of the experiment's
     own slices. ``models``: the two models, paired within each experiment."""
@@ -125,7 +125,7 @@ def leakage_table(predictions: pd.DataFrame, models, n_resamples: int, seed: int
         where = f"{scheme} split, {_labels(control)} labels"
         try:
             pair = stats.pair_predictions(experiment, model_a, model_b)
-            intervals = with_percentile(pair, n_resamples, seed, confidence, cache_dir)
+            intervals = with_percentile(pair, n_resamples, seed, confidence, analysis_dir)
         except ValueError as error:  # a model missing, one patient, one class, ...
             skipped.append(f"{where}: {error}")
             continue
@@ -180,7 +180,7 @@ class LeakageInflation(stats.Result):
 
 
 def leakage_inflation(predictions: pd.DataFrame, models, n_resamples: int, seed: int,
-                      confidence: float = 0.95, cache_dir=None) -> LeakageInflation:
+                      confidence: float = 0.95, analysis_dir=None) -> LeakageInflation:
     """Per model, accuracy and AUC of its slice-split predictions minus its patient-split
     predictions (true labels), paired slice by slice, patient-resampled BCa intervals.
 
@@ -214,7 +214,7 @@ def leakage_inflation(predictions: pd.DataFrame, models, n_resamples: int, seed:
         try:
             pair = stats.pair_predictions(by_split, "slice", "patient")
             intervals = differences_only(with_percentile(pair, n_resamples, seed, confidence,
-                                                         cache_dir))
+                                                         analysis_dir))
         except ValueError as error:
             skipped.append(f"{model}: {error}")
             continue

@@ -43,7 +43,7 @@ CACHE_FORMAT = 1
 """Bump when a cached computation changes its method: old cache files then no longer match."""
 
 
-def cache_dir(run_dir) -> Path:
+def analysis_dir(run_dir) -> Path:
     """Where a run keeps the analysis results that two chapters share."""
     return Path(run_dir) / "analysis"
 
@@ -135,21 +135,21 @@ def frame_digest(frame: pd.DataFrame) -> str:
 _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
 
-def cached_frame(cache_dir, name: str, key: dict,
+def cached_frame(analysis_dir, name: str, key: dict,
                  compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """``compute()``, kept as ``<cache_dir>/<name>-<hash of key>.csv`` and read back on the
+    """``compute()``, kept as ``<analysis_dir>/<name>-<hash of key>.csv`` and read back on the
     next call with the same key (from any chapter of the run).
 
     ``key`` must hold everything that decides the result (data digest, parameters, seed); it
     is hashed as JSON with sorted keys, with the library version and ``CACHE_FORMAT``. The
     file is written atomically, so a chapter never reads a half-written table. With
-    ``cache_dir=None`` the frame is computed and nothing is kept.
+    ``analysis_dir=None`` the frame is computed and nothing is kept.
     """
-    if cache_dir is None:
+    if analysis_dir is None:
         return compute()
     text = json.dumps({"key": key, "brainlib": __version__, "format": CACHE_FORMAT},
                       sort_keys=True, default=str)
-    path = Path(cache_dir) / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.csv"
+    path = Path(analysis_dir) / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.csv"
     if path.exists():
         return pd.read_csv(path, keep_default_na=False, na_values=[""], **_EXACT_FLOATS)
     frame = compute()
@@ -158,14 +158,14 @@ def cached_frame(cache_dir, name: str, key: dict,
 
 
 def patient_intervals(paired: pd.DataFrame, n_resamples: int, seed: int,
-                      confidence: float = 0.95, cache_dir=None,
+                      confidence: float = 0.95, analysis_dir=None,
                       method: str = "BCa") -> pd.DataFrame:
     """Patient-resampled intervals (BCa, or ``method="percentile"``, which is steadier with
     few patients) of eqs. (30)-(35) (``stats.bootstrap_metrics``) and of
     the AUC (``stats.cluster_bootstrap_auc``) for both models of a paired table and their
     difference a - b: one row per (metric, model), differences included.
 
-    Chapters 05 and 06 both report these; with one ``cache_dir`` per run they are computed
+    Chapters 05 and 06 both report these; with one ``analysis_dir`` per run they are computed
     once and read back (the key is the paired table's digest, n_resamples, seed, confidence).
     """
     model_a, model_b = paired.attrs.get("model_a", "a"), paired.attrs.get("model_b", "b")
@@ -181,16 +181,16 @@ def patient_intervals(paired: pd.DataFrame, n_resamples: int, seed: int,
         return pd.concat([metrics.to_frame(), aucs.to_frame()], ignore_index=True)
 
     name = "patient-intervals" if method == "BCa" else f"patient-intervals-{method.lower()}"
-    return cached_frame(cache_dir, name, key, compute)
+    return cached_frame(analysis_dir, name, key, compute)
 
 
 def with_percentile(paired: pd.DataFrame, n_resamples: int, seed: int,
-                    confidence: float = 0.95, cache_dir=None) -> pd.DataFrame:
+                    confidence: float = 0.95, analysis_dir=None) -> pd.DataFrame:
     """``patient_intervals`` (BCa) with the percentile limits of the same patient bootstrap
     beside them (``percentile_low``, ``percentile_high``): with few patients BCa's
     corrections are themselves noisy, so a reader sees both."""
-    bca = patient_intervals(paired, n_resamples, seed, confidence, cache_dir)
-    percentile = patient_intervals(paired, n_resamples, seed, confidence, cache_dir,
+    bca = patient_intervals(paired, n_resamples, seed, confidence, analysis_dir)
+    percentile = patient_intervals(paired, n_resamples, seed, confidence, analysis_dir,
                                    method="percentile")
     return bca.merge(percentile[["metric", "model", "ci_low", "ci_high"]].rename(
         columns={"ci_low": "percentile_low", "ci_high": "percentile_high"}),

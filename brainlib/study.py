@@ -24,10 +24,9 @@ from .progress import StudyConsole, duration, native_stderr_to
 
 from .experiment import (  # noqa: F401  (the chapters call them as bl.study.*)
     SEGMENTER, all_models, base_precision, classifier_config, experiments, family,
-    forget_models, model_dir, prepare_manifest, read_histories, read_manifest,
-    read_thresholds, resolve_data_source, run_institution_holdout, run_models,
-    run_protocol_comparison, run_seed_repeats, scan_source, segmentation_config,
-    with_uncertainty, write_predictions_table)
+    forget_models, model_folder, prepare_manifest, read_manifest, resolve_data_source,
+    run_institution_holdout, run_models, run_protocol_comparison, run_seed_repeats, scan_source, segmentation_config,
+    unit_histories, unit_thresholds, with_uncertainty, write_predictions_table)
 from .params import REPO_ROOT, notebook_sources  # noqa: F401  (re-exported)
 
 

@@ -37,10 +37,10 @@ class TrainedUnit:
 def main_units(params: schema.Params, model: str, manifest: pd.DataFrame) -> list[TrainedUnit]:
     """The model's finished units of the main experiment (patient folds, true labels), in
     fold order; a clear error for a unit that was never trained."""
-    from .experiment import model_dir
+    from .experiment import model_folder
 
     manifest = manifest.reset_index(drop=True)
-    folder = model_dir(params, model, manifest)
+    folder = model_folder(params, model, manifest)
     units = []
     for _, scheme, control, fold in runner.list_units(manifest, [model], [MAIN_SCHEME],
                                                       [MAIN_CONTROL], params.folds):

@@ -113,7 +113,7 @@ bl.report.without_single_fold(
 # the threshold 0.5.
 
 # %% tags=["nbval-check-output"]
-chosen = bl.study.read_thresholds(P)
+chosen = bl.study.unit_thresholds(P)
 bl.report.without_single_fold(
     chosen[(chosen["scheme"] == "patient") & (chosen["control"] == "none")][
         ["model", "fold", "n_fit", "n_validation", "best_epoch", "threshold",
@@ -126,7 +126,7 @@ bl.report.without_single_fold(
 # fold. Validation here means the inner validation patients, never the test fold.
 
 # %%
-histories = bl.study.read_histories(P)
+histories = bl.study.unit_histories(P)
 fig = bl.plots.learning_curves_figure(
     histories[(histories["scheme"] == "patient")
               & (histories["control"] == "none")],

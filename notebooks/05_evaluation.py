@@ -57,7 +57,7 @@ import brainlib as bl
 
 P, manifest, DATASET = bl.notebook.open_run(globals())
 ANALYSIS = dict(n_resamples=bl.report.PATIENT_RESAMPLES, seed=P.seed,
-                cache_dir=bl.report.cache_dir(P.run_dir))
+                analysis_dir=bl.report.analysis_dir(P.run_dir))
 MODEL_A, MODEL_B = P.model_names[:2]  # differences are A - B
 SPLIT = "hold-out" if P.is_holdout else "patient folds"  # for titles
 glue_value = bl.notebook.glue_value  # pastes a value into the book's prose
@@ -245,7 +245,7 @@ fig.show()
 # that does not beat them has not shown that it reads the tumor.
 
 # %% tags=["nbval-check-output"]
-baseline = bl.baselines.run_baselines(P, manifest, ANALYSIS["cache_dir"])
+baseline = bl.baselines.run_baselines(P, manifest, ANALYSIS["analysis_dir"])
 with_baselines = pd.concat([main, baseline], ignore_index=True)
 bl.metrics.metrics_table(with_baselines, by=("model",))[
     ["model", "n", "accuracy", "recall", "specificity", "auc"]].round(3)

@@ -77,7 +77,7 @@ predictions = bl.study.run_models(P)
 comparison = bl.comparison_report.compare_models(
     predictions, MODEL_A, MODEL_B, rope=ROPE,
     n_resamples=bl.report.PATIENT_RESAMPLES, seed=P.seed,
-    cache_dir=bl.report.cache_dir(P.run_dir))
+    analysis_dir=bl.report.analysis_dir(P.run_dir))
 
 # %% [markdown]
 # Every result of the first part is on the **{glue:text}`dataset`** dataset (the run card
@@ -148,7 +148,8 @@ mcnemar = bl.stats.mcnemar_test(paired, method="exact")
 for name in ("b", "c", "pvalue", "difference", "ci_low", "ci_high",
              "accuracy_a", "accuracy_b"):
     glue_value(f"mcnemar_{name}", float(getattr(mcnemar, name)))
-bl.stats.mcnemar_methods(paired).drop(columns=["model_a", "model_b"]).round(4)
+methods = bl.stats.mcnemar_methods(paired)
+methods.drop(columns=["model_a", "model_b"]).round(4)
 
 # %% [markdown]
 # {glue:text}`model_a` was right on {glue:text}`mcnemar_b:.0f` slices that
@@ -563,7 +564,7 @@ fig.show()
 
 # %% tags=["nbval-check-output"]
 baseline = bl.baselines.run_baselines(P, manifest,
-                                      bl.report.cache_dir(P.run_dir))
+                                      bl.report.analysis_dir(P.run_dir))
 versus = bl.baselines.versus_baselines(
     pd.concat([bl.report.main_predictions(predictions), baseline]),
     P.model_names)

@@ -100,12 +100,12 @@ spread.spread.round(2)
 print(bl.study.segmentation_config(P))
 classifier_predictions = bl.study.run_models(P)
 unet_predictions = bl.study.run_models(P, ["unet"])
-folder = bl.study.model_dir(P, "unet")
+folder = bl.study.model_folder(P, "unet")
 three = pd.concat([bl.report.main_predictions(classifier_predictions),
                    unet_predictions], ignore_index=True)
 
 # %%
-histories = bl.study.read_histories(P, ["unet"])
+histories = bl.study.unit_histories(P, ["unet"])
 bl.plots.learning_curves_figure(histories, quantities=("loss",), title=(
     f"U-Net learning curves "
     f"{bl.report.per_split(histories['fold'].nunique())}, "
@@ -234,7 +234,7 @@ bl.report.joined_intervals(
 
 # %% tags=["nbval-check-output"]
 baseline = bl.baselines.run_baselines(P, manifest,
-                                      bl.report.cache_dir(P.run_dir))
+                                      bl.report.analysis_dir(P.run_dir))
 print("\n".join(bl.baselines.beat_sentences(
     bl.baselines.versus_baselines(pd.concat([three, baseline]), ["unet"]))))
 

@@ -181,7 +181,7 @@ print("\n".join(bl.trust_report.referral_sentences(referral, errors)))
 # volume Dice, each at its slice with the largest tumor.
 
 # %%
-unet_folder = bl.study.model_dir(P, "unet")
+unet_folder = bl.study.model_folder(P, "unet")
 unet_eval = bl.masks.evaluate_run(unet_folder, manifest)
 ranked = (unet_eval.patients[unet_eval.patients["n_tumor_slices"] > 0]
           .sort_values("dice"))

@@ -171,8 +171,8 @@ def test_study_force_retrains_the_models_of_the_current_settings(tmp_path, monke
                  "models": "vgg16", "run_dir": str(tmp_path / "run")}
     resolved = params.resolve("default", overrides)
     study.run_models(resolved, progress=False)
-    folder = study.model_dir(resolved, "vgg16")
-    other = study.model_dir(params.resolve("default", {**overrides, "epochs": 2}), "vgg16")
+    folder = study.model_folder(resolved, "vgg16")
+    other = study.model_folder(params.resolve("default", {**overrides, "epochs": 2}), "vgg16")
     other.mkdir(parents=True)
     stamp = (folder / "patient-none-fold0" / "predictions.csv").stat().st_mtime_ns
     study.run_models(resolved, progress=False)

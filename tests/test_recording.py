@@ -110,6 +110,6 @@ def test_a_recorded_run_replays_into_identical_predictions(phantom_kaggle_3m, tm
     recorded.replay_into(replayed_run.run_dir, recording, strict=True)
     replayed = study.run_models(replayed_run, progress=False)
     pd.testing.assert_frame_equal(replayed, trained)
-    unit = study.model_dir(replayed_run, "vgg16") / "patient-none-fold0"
+    unit = study.model_folder(replayed_run, "vgg16") / "patient-none-fold0"
     assert not list(unit.glob("*.weights.h5"))  # read from the recording, not trained
     assert json.loads((unit / "machine.json").read_text())["cpu_model"] == machine.cpu_model()

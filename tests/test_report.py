@@ -359,13 +359,13 @@ def test_cached_frame_reads_back_without_recomputing(tmp_path, main):
 
 
 def test_chapters_share_the_patient_bootstrap_through_the_cache(tmp_path, main, monkeypatch):
-    er.table_iv(main, *MODELS, n_resamples=N_RESAMPLES, seed=0, cache_dir=tmp_path)
+    er.table_iv(main, *MODELS, n_resamples=N_RESAMPLES, seed=0, analysis_dir=tmp_path)
 
     def fail(*args, **kwargs):
         raise AssertionError("the patient bootstrap was computed twice")
     monkeypatch.setattr(stats, "cluster_bootstrap_auc", fail)
     result = cr.compare_models(main, *MODELS, rope=0.01, n_resamples=N_RESAMPLES, seed=0,
-                               slice_resamples=1000, cache_dir=tmp_path)
+                               slice_resamples=1000, analysis_dir=tmp_path)
     assert result.auc_patients["estimate"] == pytest.approx(result.delong.difference)
 
 

@@ -26,7 +26,7 @@ def retrained(tmp_path_factory):
     here = machine.machine_record()
     pairs = {}
     for model in resolved.all_model_names:
-        folder = study.model_dir(resolved, model)
+        folder = study.model_folder(resolved, model)
         recording = recorded.recorded_predictions(model_folder_prefix=folder.name,
                                                   unit_prefix=MAIN_UNITS)
         assert len(recording), (
