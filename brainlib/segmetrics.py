@@ -16,13 +16,11 @@ patient stacked) is the unit Buda et al. (2019) report, mean Dice 82% per patien
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
-from scipy import stats as sps
 
 from .equations import dice_coefficient as _dice_reference
 from .equations import intersection_over_union as _iou_reference
@@ -232,44 +230,3 @@ def evaluate(predicted, true, rows: pd.DataFrame, keep_largest_component: bool =
     slices = slice_table(predicted, true, rows)
     return SegmentationEvaluation(slices, patient_table(predicted, true, rows, slices),
                                   keep_largest_component)
-
-
-# ----------------------------------------------------------------------------- uncertainty
-
-@dataclass
-class MeanDiceInterval(Result):
-    """Mean per-patient Dice with a bootstrap CI that resamples whole patients."""
-
-    mean: float
-    ci_low: float
-    ci_high: float
-    n_patients: int
-    confidence: float
-    n_resamples: int
-    method: str
-
-    def title(self) -> str:
-        return (f"Mean per-patient Dice, {self.confidence:.0%} {self.method} bootstrap CI over "
-                f"{self.n_patients} patients ({self.n_resamples} resamples)")
-
-    def to_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([{"mean_dice": self.mean, "ci_low": self.ci_low,
-                              "ci_high": self.ci_high, "n_patients": self.n_patients}])
-
-
-def mean_dice_interval(patient_dice, confidence: float = 0.95, n_resamples: int = 10_000,
-                       method: str = "BCa", seed=0) -> MeanDiceInterval:
-    """Patient-cluster bootstrap of the mean Dice (`scipy.stats.bootstrap` over patients:
-    each patient's volume Dice is one unit, so its slices stay together)."""
-    values = np.asarray(patient_dice, dtype=np.float64)
-    values = values[~np.isnan(values)]
-    if values.size < 2:
-        raise ValueError(f"mean_dice_interval: expected at least 2 patients, found {values.size}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", sps.DegenerateDataWarning)  # all-equal Dice values
-        result = sps.bootstrap((values,), np.mean, n_resamples=n_resamples,
-                               confidence_level=confidence, method=method,
-                               rng=np.random.default_rng(seed))
-    low, high = result.confidence_interval
-    return MeanDiceInterval(float(values.mean()), float(low), float(high), int(values.size),
-                            confidence, n_resamples, method)

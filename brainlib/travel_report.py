@@ -1,9 +1,9 @@
 """Chapter 05's "Does it travel?": every model tested on an institution it never saw.
 
 ``institution_table``: per institution and model, accuracy, sensitivity, specificity and
-AUC with 95% intervals that take the patient as the unit (proportions: the patient-cluster
-standard error of ``stats.cluster_standard_error``; AUC: the patient-clustered DeLong
-interval), and for the U-Net the mean per-patient Dice. ``travel_gap``: pooled over
+AUC with 95% intervals that take the patient as the unit (proportions:
+`stats.proportion_interval`, the patient-cluster standard error with t for few patients;
+AUC: the patient-clustered DeLong interval), and for the U-Net the mean per-patient Dice. ``travel_gap``: pooled over
 institutions, the institution hold-out minus the patient cross-validation, per model and
 metric, on the same slices.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import scipy.stats as sps
 
 from . import metrics, stats
 from .params import SEGMENTER
@@ -21,27 +20,11 @@ PROPORTIONS = {"accuracy": None, "sensitivity": 1, "specificity": 0}
 """Each proportion and the true class it is measured on (None: every slice)."""
 
 
-def proportion_interval(rows: pd.DataFrame, confidence: float = 0.95
-                        ) -> tuple[float, float, float]:
-    """Share of correct calls in `rows` (estimate, low, high), with the Wald interval from
-    the patient-cluster standard error (clipped to [0, 1]); NaN without 2 patients."""
-    correct = (rows["y_pred"] == rows["y_true"]).astype(np.int64)
-    sums = correct.groupby(rows["patient_id"]).agg(["size", "sum"])
-    if len(sums) == 0:
-        return np.nan, np.nan, np.nan
-    estimate = float(sums["sum"].sum() / sums["size"].sum())
-    if len(sums) < 2:
-        return estimate, np.nan, np.nan
-    _, se = stats.cluster_standard_error(sums["size"], sums["sum"])
-    z = sps.norm.ppf(1 - (1 - confidence) / 2)
-    return estimate, max(0.0, estimate - z * se), min(1.0, estimate + z * se)
-
-
 def _metric_rows(rows: pd.DataFrame) -> list[tuple[str, float, float, float]]:
     out = []
     for name, label in PROPORTIONS.items():
         subset = rows if label is None else rows[rows["y_true"] == label]
-        out.append((name, *proportion_interval(subset)))
+        out.append((name, *stats.proportion_interval(subset)))
     if rows["y_true"].nunique() < 2:
         out.append(("auc", np.nan, np.nan, np.nan))  # one class: no ranking to measure
         return out

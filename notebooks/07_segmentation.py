@@ -129,10 +129,10 @@ pd.concat({"raw masks": raw.to_frame(),
 
 # %% tags=["nbval-check-output"]
 tumor_patients = raw.patients[raw.patients["n_tumor_slices"] > 0]
-interval = bl.segmetrics.mean_dice_interval(tumor_patients["dice"],
-                                            seed=P.seed)
-steady = bl.segmetrics.mean_dice_interval(tumor_patients["dice"],
-                                          seed=P.seed, method="percentile")
+interval = bl.stats.mean_dice_interval(tumor_patients["dice"],
+                                       seed=P.seed)
+steady = bl.stats.mean_dice_interval(tumor_patients["dice"],
+                                     seed=P.seed, method="percentile")
 print(f"mean per-patient Dice ({DATASET}, patients with a tumor): "
       f"{interval.mean:.3f}, "
       f"95% CI {interval.ci_low:.3f}-{interval.ci_high:.3f} BCa, "

@@ -212,8 +212,8 @@ bl.trust_report.uncertainty_overlay_figure(
 
 # %% tags=["nbval-check-output"]
 gradcam = bl.trust_report.gradcam_table(heatmap_scores, seed=P.seed)
-dice = bl.segmetrics.mean_dice_interval(ranked["dice"], seed=P.seed,
-                                        method="percentile")
+dice = bl.stats.mean_dice_interval(ranked["dice"], seed=P.seed,
+                                   method="percentile")
 print(f"U-Net mean volume Dice, patients with a tumor: {dice.mean:.3f} "
       f"[{dice.ci_low:.3f}, {dice.ci_high:.3f}] "
       "(percentile, patients resampled)")

@@ -101,16 +101,16 @@ def test_run_card_says_how_test_patients_were_kept_apart():
 
 # ---------------------------------------------------------------------------- the tables
 
-def test_proportion_interval_is_the_patient_cluster_wald_interval():
+def test_proportion_interval_is_the_patient_cluster_interval_with_t_for_few_patients():
     rows = pd.DataFrame({"patient_id": ["a"] * 4 + ["b"] * 2 + ["c"] * 3,
                          "y_true": [1, 1, 0, 0, 1, 0, 1, 1, 1],
                          "y_pred": [1, 0, 0, 0, 1, 1, 1, 1, 0]})
-    estimate, low, high = travel_report.proportion_interval(rows)
+    estimate, low, high = stats.proportion_interval(rows)
     # by hand: correct per patient a 3/4, b 1/2, c 2/3 -> D = 6/9
     n, d = np.array([4, 2, 3.0]), np.array([3, 1, 2.0])
     D = d.sum() / n.sum()
     se = np.sqrt(3 / 2 * np.sum((d - D * n) ** 2) / n.sum() ** 2)
-    z = sps.norm.ppf(0.975)
+    z = sps.t(df=2).ppf(0.975)  # 3 patients: t with 2 degrees of freedom
     assert estimate == pytest.approx(6 / 9)
     assert (low, high) == pytest.approx((D - z * se, min(1.0, D + z * se)))
     assert stats.cluster_standard_error(n, d)[1] == pytest.approx(se)

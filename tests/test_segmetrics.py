@@ -6,6 +6,7 @@ import pytest
 from scipy.spatial.distance import directed_hausdorff
 
 from brainlib import segmetrics as sm
+from brainlib import stats
 
 
 def square(size=16, top=2, left=2, side=4) -> np.ndarray:
@@ -126,9 +127,9 @@ def test_shape_and_value_errors_say_what_was_expected():
 
 def test_mean_dice_interval_resamples_patients():
     dice = np.array([0.9, 0.8, 0.85, 0.4, 0.95, 0.7])
-    result = sm.mean_dice_interval(dice, n_resamples=2000, seed=1)
+    result = stats.mean_dice_interval(dice, n_resamples=2000, seed=1)
     assert result.mean == pytest.approx(dice.mean())
     assert result.ci_low < result.mean < result.ci_high
     assert result.n_patients == 6 and "6 patients" in result.summary()
     with pytest.raises(ValueError, match="at least 2 patients"):
-        sm.mean_dice_interval([0.5])
+        stats.mean_dice_interval([0.5])

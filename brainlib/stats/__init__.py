@@ -11,8 +11,8 @@ gives the tests it promised, one module per family of methods:
 - ``clustered``: the patient-cluster standard error and interval of an accuracy difference
   (t with K - 1 degrees of freedom below ``SMALL_SAMPLE_PATIENTS``), the detectable
   difference, and the exact sign-flip test over patients;
-- ``resample``: resampling whole patients, and a percentile interval of any statistic
-  from it (``patient_bootstrap``);
+- ``resample``: resampling whole patients, a percentile interval of any statistic from it
+  (``patient_bootstrap``), and the bootstrap of the mean per-patient Dice;
 - ``holm``: Holm's correction of a family of p-values;
 - ``bootstrap``: bootstrap CIs of eqs. (30)-(35) for both models and their difference,
   resampling slices or whole patients;
@@ -40,7 +40,8 @@ from .bayes import (
 from .bootstrap import BootstrapResult, bootstrap_metrics
 from .clustered import (
     SMALL_SAMPLE_PATIENTS, SignFlipTest, cluster_interval, cluster_standard_error,
-    distribution_name, minimum_detectable_difference, reference_distribution, sign_flip_test)
+    distribution_name, minimum_detectable_difference, proportion_interval, reference_distribution,
+    sign_flip_test)
 from .delong import (
     AUC_TRANSFORMS, AucInterval, DeLongResult, auc_interval, delong_covariance, delong_test,
 )
@@ -55,7 +56,9 @@ from .mcnemar import (
     mcnemar_test, paired_difference_ci, paired_metric_tests,
 )
 from .pairing import PAIR_KEYS, pair_predictions, paired_table
-from .resample import PatientInterval, patient_bootstrap, patient_members, patient_resamples
+from .resample import (
+    MeanDiceInterval, PatientInterval, mean_dice_interval, patient_bootstrap, patient_members,
+    patient_resamples)
 from .results import Result
 from .roc import RocBand, cluster_bootstrap_auc, roc_confidence_band
 
@@ -70,10 +73,12 @@ __all__ = [
     "discordance_by_cluster",
     # patient-clustered accuracy difference
     "SMALL_SAMPLE_PATIENTS", "SignFlipTest", "cluster_interval", "cluster_standard_error",
-    "distribution_name", "minimum_detectable_difference", "reference_distribution",
+    "distribution_name", "minimum_detectable_difference", "proportion_interval",
+    "reference_distribution",
     "sign_flip_test",
     # resampling patients
     "PatientInterval", "patient_bootstrap", "patient_members", "patient_resamples",
+    "MeanDiceInterval", "mean_dice_interval",
     # bootstrap
     "BootstrapResult", "bootstrap_metrics", "cluster_bootstrap_auc", "RocBand",
     "roc_confidence_band",

@@ -167,3 +167,21 @@ def sign_flip_test(difference_counts, n_slices) -> SignFlipTest:
     return SignFlipTest(statistic=float(observed / n.sum()), pvalue=pvalue,
                         n_patients=int(d.size), n_informative=informative,
                         smallest_pvalue=float(min(1.0, 2.0 * 0.5**informative)))
+
+
+def proportion_interval(rows: pd.DataFrame, confidence: float = 0.95
+                        ) -> tuple[float, float, float]:
+    """Share of correct calls in `rows` (patient_id, y_true, y_pred) as (estimate, low, high):
+    the interval from the patient-cluster standard error, with t on K - 1 degrees of
+    freedom below ``SMALL_SAMPLE_PATIENTS`` patients, as every patient-level interval here
+    (clipped to [0, 1]); NaN limits without 2 patients."""
+    correct = (rows["y_pred"] == rows["y_true"]).astype(np.int64)
+    sums = correct.groupby(rows["patient_id"]).agg(["size", "sum"])
+    if len(sums) == 0:
+        return np.nan, np.nan, np.nan
+    estimate = float(sums["sum"].sum() / sums["size"].sum())
+    if len(sums) < 2:
+        return estimate, np.nan, np.nan
+    _, se = cluster_standard_error(sums["size"], sums["sum"])
+    q = reference_distribution(len(sums)).ppf(1 - (1 - confidence) / 2)
+    return estimate, max(0.0, estimate - q * se), min(1.0, estimate + q * se)

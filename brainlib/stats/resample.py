@@ -4,12 +4,15 @@ chapter 8's calibration and referral intervals and by the benchmarks.
 """
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
-from .results import as_rng
+from .results import Result, as_rng
 
 
 class PatientInterval(NamedTuple):
@@ -45,3 +48,42 @@ def patient_bootstrap(frame: pd.DataFrame, statistic, n_resamples: int = 2000,
     tail = (1 - confidence) / 2 * 100
     low, high = np.nanpercentile(values, [tail, 100 - tail])
     return PatientInterval(float(statistic(frame)), float(low), float(high))
+
+
+@dataclass
+class MeanDiceInterval(Result):
+    """Mean per-patient Dice with a bootstrap CI that resamples whole patients."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    n_patients: int
+    confidence: float
+    n_resamples: int
+    method: str
+
+    def title(self) -> str:
+        return (f"Mean per-patient Dice, {self.confidence:.0%} {self.method} bootstrap CI over "
+                f"{self.n_patients} patients ({self.n_resamples} resamples)")
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([{"mean_dice": self.mean, "ci_low": self.ci_low,
+                              "ci_high": self.ci_high, "n_patients": self.n_patients}])
+
+
+def mean_dice_interval(patient_dice, confidence: float = 0.95, n_resamples: int = 10_000,
+                       method: str = "BCa", seed=0) -> MeanDiceInterval:
+    """Patient-cluster bootstrap of the mean Dice (`scipy.stats.bootstrap` over patients:
+    each patient's volume Dice is one unit, so its slices stay together)."""
+    values = np.asarray(patient_dice, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if values.size < 2:
+        raise ValueError(f"mean_dice_interval: expected at least 2 patients, found {values.size}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sps.DegenerateDataWarning)  # all-equal Dice values
+        result = sps.bootstrap((values,), np.mean, n_resamples=n_resamples,
+                               confidence_level=confidence, method=method,
+                               rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return MeanDiceInterval(float(values.mean()), float(low), float(high), int(values.size),
+                            confidence, n_resamples, method)
