@@ -41,7 +41,7 @@ test: install
 
 # The regression tests again, with oneDNN capped one instruction set below this CPU's own
 # (AVX2 on an AVX-512 machine, else AVX): another CPU's arithmetic on this one. Retraining
-# must stay within the measured spread (brainlib/training_spread.toml), and the chapters
+# must stay within the measured spread (brainlib/data/training_spread.toml), and the chapters
 # that run TensorFlow themselves (equations against Keras, the models, Grad-CAM) must match
 # their references exactly; the other chapters only read recorded predictions.
 # REGRESSION_TESTS=... (e.g. "tests notebooks") runs more under the cap.
@@ -54,7 +54,7 @@ test-other-cpu: install
 # Re-execute the reference notebooks (notebooks/*.ipynb) after changing a notebook or the
 # training code; the units they ran on become the recording nbval replays (notebooks/recorded).
 notebooks: install
-	$(PY) -c "import brainlib.notebook as n; n.execute_reference_notebooks()"
+	$(PY) -c "import brainlib.study.notebook as n; n.execute_reference_notebooks()"
 
 test-fast: install
 	$(PY) -m pytest tests -m "not slow"
@@ -69,7 +69,7 @@ lab: install
 	$(VENV)/bin/jupyter lab notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
 
 book: install
-	$(PY) -c "import brainlib.book as b; print('book:', b.build_book('runs/$(PROFILE)'))"
+	$(PY) -c "import brainlib.study.book as b; print('book:', b.build_book('runs/$(PROFILE)'))"
 
 # The reader's check of the built book: every page in headless Chromium, network refused
 # (tables, cells, code widths, figures, equations, Colab links); chapter screenshots in

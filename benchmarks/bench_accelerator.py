@@ -68,7 +68,7 @@ def phantom_images(n_images: int, image_size: int, distinct: int = 512):
     """`n_images` uint8 RGB slices: the full-size phantom's first `distinct`, repeated."""
     import numpy as np
 
-    from brainlib import phantom
+    from brainlib.data import phantom
 
     plan = phantom.phantom_plan(seed=0, **phantom.FULL_SIZE)
     volumes, total = [], 0
@@ -163,8 +163,8 @@ def main(argv: list[str]) -> int:
 
     import numpy as np
 
-    from brainlib import phantom
-    from brainlib.params import SCHEMA
+    from brainlib.data import phantom
+    from brainlib.config.params import SCHEMA
 
     views = args.views or SCHEMA["bank_views"].default
     batches = [int(b) for b in args.batches.split(",")]

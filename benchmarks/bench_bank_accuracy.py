@@ -35,7 +35,8 @@ SAMPLE = ROOT.parent / "shared" / "data" / "lgg-sample"
 def inner_validation_scores(model: str, params, manifest, images, views: int, seed: int):
     """Per fold: train on the unit's fit rows (bank of `views` views, or end to end when
     0), score its inner-validation rows. One frame of scored rows."""
-    from brainlib import classifier, runner, study
+    from brainlib.training import classifier, runner
+    from brainlib import study
 
     config = study.classifier_config(params).replace(bank_views=views, seed=seed)
     frames = []
@@ -65,7 +66,7 @@ def inner_validation_scores(model: str, params, manifest, images, views: int, se
 def differences(scores: pd.DataFrame, model: str, views: int, seed: int = 0) -> dict:
     """Bank (K = views) minus on the fly, pooled over folds and seeds, patient intervals."""
     from brainlib import stats
-    from brainlib.metrics import roc_auc
+    from brainlib.measures.metrics import roc_auc
 
     keys = ["seed", "fold", "patient_id", "slice_number"]
     fly = scores[(scores["model"] == model) & (scores["views"] == 0)]
@@ -101,8 +102,9 @@ def main(argv: list[str]) -> int:
         print(f"skipped: no real LGG sample at {SAMPLE}")
         return 0
 
-    from brainlib import params as schema
-    from brainlib import pipeline, study
+    from brainlib.config import params as schema
+    from brainlib.data import pipeline
+    from brainlib import study
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,8 @@ GOAL_RATIO, GOAL_AUC = 1.5, 0.005
 
 
 def images_and_labels(size: int, limit: int | None):
-    from brainlib import data, phantom, pipeline
+    from brainlib import data
+    from brainlib.data import phantom, pipeline
 
     if SAMPLE.is_dir():
         folder, label = SAMPLE, "real LGG sample"
@@ -48,7 +49,7 @@ def images_and_labels(size: int, limit: int | None):
 
 
 def timed_features(base, images) -> tuple[np.ndarray, float]:
-    from brainlib import classifier
+    from brainlib.training import classifier
 
     classifier.extract_features(base, images[:64], progress=False)  # trace and warm up
     started = time.perf_counter()
@@ -65,8 +66,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seeds", default="0,1,2,3,4", help="head seeds")
     args = parser.parse_args(argv)
 
-    from brainlib import classifier
-    from brainlib.metrics import roc_auc
+    from brainlib.training import classifier
+    from brainlib.measures.metrics import roc_auc
 
     manifest, images, label = images_and_labels(args.size, args.images or None)
     patients = np.sort(manifest["patient_id"].unique())

@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from brainlib import classifier  # noqa: E402
+from brainlib.training import classifier  # noqa: E402
 
 
 def synthetic_images(n_images: int, size: int, seed: int):

@@ -37,7 +37,8 @@ COLAB_IMAGES_PER_SECOND = {"resnet50": 300.0, "vgg16": 130.0}
 
 
 def full_phantom():
-    from brainlib import data, phantom, pipeline
+    from brainlib import data
+    from brainlib.data import phantom, pipeline
 
     folder = phantom.write_phantom_dataset(data.cache_dir() / "bench" / "phantom-110", seed=0,
                                            **phantom.FULL_SIZE)
@@ -46,7 +47,7 @@ def full_phantom():
 
 
 def measure(model: str, images, labels, n_images: int, views: int, precision: str) -> dict:
-    from brainlib import classifier
+    from brainlib.training import classifier
 
     config = classifier.TrainConfig(image_size=256, epochs=2, learning_rate=1e-4, augment=True,
                                     standardize_features=False, seed=0)
@@ -85,8 +86,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--models", default="resnet50,vgg16")
     args = parser.parse_args(argv)
 
-    from brainlib import classifier
-    from brainlib.params import SCHEMA
+    from brainlib.training import classifier
+    from brainlib.config.params import SCHEMA
 
     views = args.views or SCHEMA["bank_views"].default
     manifest, images = full_phantom()

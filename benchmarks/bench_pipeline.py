@@ -1,7 +1,7 @@
 """Input pipeline throughput and memory, side by side with the popular Kaggle loader.
 
 Baseline: `ImageDataGenerator.flow_from_dataframe` on the same TIFF files (what the
-popular Kaggle notebooks for this dataset use). Ours: `brainlib.pipeline.make_dataset`
+popular Kaggle notebooks for this dataset use). Ours: `brainlib.data.pipeline.make_dataset`
 (decode once into a uint8 disk cache, then tf.data). Both deliver model-ready batches
 (ResNet50 preprocessing, 256x256, batch 32) for three epochs, in two settings: augmented
 training batches (rotation and zoom, the paper's training setting) and plain batches.
@@ -40,7 +40,8 @@ GOAL_PEAK_GB = 2.0
 
 
 def make_phantom(patients: int) -> Path:
-    from brainlib import data, phantom
+    from brainlib import data
+    from brainlib.data import phantom
 
     root = data.cache_dir() / "bench" / f"phantom-{patients}"
     size = phantom.FULL_SIZE if patients == 110 else {"n_patients": patients}
@@ -55,13 +56,13 @@ def worker(kind: str, folder: str, epochs: int, batch_size: int, size: int,
     manifest = scan_dataset(folder).manifest
     times = []
     if kind == "cache_only":
-        from brainlib import pipeline
+        from brainlib.data import pipeline
         start = time.perf_counter()
         pipeline.load_images(manifest, size)
         return {"seconds": [time.perf_counter() - start], "images": len(manifest)}
     import tensorflow as tf  # noqa: F401  (imported before timing, as in a notebook)
     if kind == "brainlib":
-        from brainlib import pipeline
+        from brainlib.data import pipeline
         start = time.perf_counter()  # epoch 1 includes building the dataset and its cache
         dataset = pipeline.make_dataset(manifest, "resnet50", size, batch_size=batch_size,
                                         training=True, augment=augment, seed=0)
@@ -104,9 +105,9 @@ def profile(folder: str, batch_size: int, size: int) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from brainlib import pipeline
+    from brainlib.data import pipeline
     from brainlib.data import scan_dataset
-    from brainlib.transform import PAPER_AUGMENTATION
+    from brainlib.data.transform import PAPER_AUGMENTATION
 
     manifest = scan_dataset(folder).manifest
     images = pipeline.load_images(manifest, size)  # builds the decode cache, untimed
@@ -250,13 +251,13 @@ def main() -> None:
             results[setting] = {
                 "ImageDataGenerator (baseline)": run_worker(
                     "imagedatagenerator", folder, args, cache + f"/c{augment}", augment),
-                "brainlib.pipeline (ours)": run_worker(
+                "brainlib.data.pipeline (ours)": run_worker(
                     "brainlib", folder, args, cache + f"/b{augment}", augment),
             }
 
     steady, overall = {}, {}
     for setting, rows in results.items():
-        n = rows["brainlib.pipeline (ours)"][0]["images"]
+        n = rows["brainlib.data.pipeline (ours)"][0]["images"]
         print(f"\n{setting}: {n} slices, {args.size}x{args.size}, batch {args.batch_size}, "
               f"{args.epochs} epochs each (ours: epoch 1 decodes and writes the cache)")
         print(f"{'loader':<34}{'epoch 1 img/s':>14}{'later img/s':>13}{'mean img/s':>12}"
@@ -269,7 +270,7 @@ def main() -> None:
             means[name] = n * len(seconds) / sum(seconds)
             print(f"{name:<34}{n / seconds[0]:>14.0f}{later[name]:>13.0f}{means[name]:>12.0f}"
                   f"{peak:>9.2f}")
-        ours, base = "brainlib.pipeline (ours)", "ImageDataGenerator (baseline)"
+        ours, base = "brainlib.data.pipeline (ours)", "ImageDataGenerator (baseline)"
         steady[setting] = later[ours] / later[base]
         overall[setting] = means[ours] / means[base]
         print(f"ratio, epochs after the first (a training run's steady state): "

@@ -27,7 +27,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from brainlib import data, params, phantom, pipeline, runner, segmenter, splits, transform, unet  # noqa: E402
+from brainlib import data
+from brainlib.config import params
+from brainlib.data import phantom, pipeline, splits, transform
+from brainlib.training import runner, segmenter
+from brainlib.models import unet  # noqa: E402
 
 BUDGET_SECONDS = 30 * 60
 REAL_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lgg-sample"

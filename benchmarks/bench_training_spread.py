@@ -11,7 +11,7 @@ instruction-set distance over the seed standard deviation (below 1: a machine mo
 results less than a reseed does).
 
     python benchmarks/bench_training_spread.py [--seeds 5] [--isas AVX,SSE41] [--out FILE.json]
-        [--toml brainlib/training_spread.toml]
+        [--toml brainlib/data/training_spread.toml]
 
 With --toml it writes the tolerances of tests/test_training_travels.py from this
 measurement and the other machines' (`OTHER_MACHINES`), by `RULE`.
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_determinism import native_isa, run_one  # noqa: E402
 
-from brainlib import machine  # noqa: E402
+from brainlib.data import machine  # noqa: E402
 
 CHILD = r"""
 import json, sys
@@ -57,7 +57,7 @@ OTHER_MACHINES = {
         "resnet50": {"accuracy": 0.734, "auc": 0.825}, "vgg16": {"accuracy": 0.704, "auc": 0.822}},
 }
 def write_toml(results: list[dict], native: str, path: Path) -> None:
-    """The measurement and the tolerances taken from it, as brainlib/training_spread.toml."""
+    """The measurement and the tolerances taken from it, as brainlib/data/training_spread.toml."""
     reference = results[0]
     here = reference["machine"]
     seeds = [r for r in results if r["isa"] == native]

@@ -1,19 +1,21 @@
 """brainlib: the helper library of the study book on deep residual networks for LGG
 brain-MRI tumor classification.
 
+Its subpackages follow the pipeline, each importing only the ones below it
+(`tests/test_architecture.py` checks it; the README's "Architecture" says what each holds):
+`config` -> `data` -> `measures` -> `stats` -> `models` -> `training` -> `trust` ->
+`chapters` -> `study`.
+
 Notebooks `import brainlib as bl` and call `bl.data.scan_dataset(...)`,
-`bl.splits.add_splits(...)` and so on. Submodules load on first use, so the command line
-and the data layer start without importing TensorFlow.
+`bl.data.splits.add_splits(...)`, `bl.stats.mcnemar_test(...)` and so on. Subpackages and
+their modules load on first use, so the command line and the data layer start without
+importing TensorFlow.
 """
 from importlib import import_module
 
 __version__ = "0.1.0"
-__all__ = ["params", "data", "phantom", "splits", "pipeline", "transform", "models", "unet",
-           "loss", "train", "classifier", "segmenter", "scores", "runner", "masks", "metrics",
-           "stats", "primary", "runcard", "report", "evaluation_report", "leakage_report",
-           "comparison_report", "segmentation_report", "travel_report", "external", "bundle",
-           "calibration", "uncertainty", "unit_models", "gradcam", "trust_report", "audit", "plots", "segmetrics", "eda", "equations", "study",
-           "notebook", "book", "experiment", "baselines"]
+__all__ = ["config", "data", "measures", "stats", "models", "training", "trust", "chapters",
+           "study"]
 
 
 def __getattr__(name):

@@ -32,7 +32,7 @@ def scan_main(argv: list[str]) -> int:
 
 def phantom_main(argv: list[str]) -> int:
     """Write the synthetic phantom dataset in the Kaggle layout."""
-    from .phantom import write_phantom_dataset
+    from .data.phantom import write_phantom_dataset
 
     parser = argparse.ArgumentParser(prog="python -m brainlib phantom",
                                      description="Write a phantom dataset (kaggle_3m layout).")
@@ -98,9 +98,9 @@ COMMANDS = {
     "download": download_main,
     "summary": _lazy("models", "summary_main", "summary"),
     "study": _lazy("study", "study_main", "study"),
-    "params": _lazy("params", "params_main", "params"),
-    "train": _lazy("bundle", "train_main", "train"),
-    "predict": _lazy("bundle", "predict_main", "predict"),
+    "params": _lazy("config.params", "params_main", "params"),
+    "train": _lazy("training.bundle", "train_main", "train"),
+    "predict": _lazy("training.bundle", "predict_main", "predict"),
     "repository": lambda argv: repository_main(argv),
 }
 
@@ -108,7 +108,7 @@ COMMANDS = {
 def repository_main(argv: list[str]) -> int:
     """`python -m brainlib repository`: write every notebook's Colab badge and install line
     from `_config.yml`'s repository.url and branch (after pointing them at a fork)."""
-    from .book import CONFIG, repository, write_repository_lines
+    from .study.book import CONFIG, repository, write_repository_lines
 
     argparse.ArgumentParser(prog="python -m brainlib repository",
                             description=repository_main.__doc__.split("\n")[0]).parse_args(argv)

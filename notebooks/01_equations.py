@@ -19,7 +19,7 @@
 # The paper states its method as forty numbered equations: the layers of a convolutional
 # network, the loss and the optimiser that train it, the residual block that defines
 # ResNet, the overlap measures of segmentation, and the metrics of its results tables.
-# This chapter writes each one as a few lines of numpy (in `brainlib.equations`, numbered
+# This chapter writes each one as a few lines of numpy (in `brainlib.measures.equations`, numbered
 # as in the paper) and runs it next to the TensorFlow/Keras operation that the models of
 # the later chapters actually use. When the two agree to float32 precision, we know both
 # what the formula means and that the library computes that formula.
@@ -52,10 +52,11 @@ from pathlib import Path
 import numpy as np
 import plotly.express as px
 
-import brainlib as bl
+from brainlib.measures import equations
+from brainlib.study import notebook
 
-P = bl.notebook.start(globals())
-eq = bl.equations
+P = notebook.start(globals())
+eq = equations
 
 # %% [markdown]
 # ## Every equation against its reference

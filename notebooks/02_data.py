@@ -43,9 +43,10 @@ overrides = {}
 import numpy as np
 import plotly.express as px
 
-import brainlib as bl
+from brainlib.data import eda, pipeline, splits
+from brainlib.study import notebook
 
-P, manifest, DATASET = bl.notebook.open_run(globals())
+P, manifest, DATASET = notebook.open_run(globals())
 
 # %% [markdown]
 # Every result below carries the dataset's name; the run card above says what this
@@ -57,7 +58,7 @@ P, manifest, DATASET = bl.notebook.open_run(globals())
 # from the scanned manifest:
 
 # %% tags=["nbval-check-output"]
-bl.eda.class_counts(manifest)
+eda.class_counts(manifest)
 
 # %% [markdown]
 # ## Patients and institutions
@@ -67,12 +68,12 @@ bl.eda.class_counts(manifest)
 # a split.
 
 # %% tags=["nbval-check-output"]
-patients = bl.eda.per_patient(manifest)
+patients = eda.per_patient(manifest)
 patients.describe().loc[["count", "mean", "min", "max"],
                         ["slices", "tumor_slices"]]
 
 # %% tags=["nbval-check-output"]
-bl.eda.per_institution(manifest)
+eda.per_institution(manifest)
 
 # %%
 fig = px.histogram(patients, x="slices", color="institution", nbins=20,
@@ -87,7 +88,7 @@ fig.show()
 # more often is measured in chapter 7, from their predictions.
 
 # %% tags=["nbval-check-output"]
-sizes = bl.eda.tumor_sizes(manifest)
+sizes = eda.tumor_sizes(manifest)
 print(f"tumor slices: {len(sizes)}; "
       f"median tumor area {sizes.median():.0f} pixels; "
       f"{(sizes < 100).mean():.1%} under 100 pixels")
@@ -103,9 +104,9 @@ fig.show()
 # computed from it.
 
 # %% tags=["nbval-check-output"]
-images = bl.pipeline.load_images(manifest, 256)
-intensities = bl.eda.channel_statistics(images, manifest["label"].to_numpy())
-print(bl.eda.intensity_sentence(intensities))
+images = pipeline.load_images(manifest, 256)
+intensities = eda.channel_statistics(images, manifest["label"].to_numpy())
+print(eda.intensity_sentence(intensities))
 intensities
 
 # %% [markdown]
@@ -114,9 +115,9 @@ intensities
 # The paper's Figs. 2-3: input slices and the same slices with the tumor mask overlaid.
 
 # %%
-examples = bl.eda.example_slices(manifest, n=4, seed=P.seed)
-masks = bl.pipeline.load_masks(manifest, 256)
-tiles = [np.concatenate([images[i], bl.eda.overlay(images[i], masks[i])],
+examples = eda.example_slices(manifest, n=4, seed=P.seed)
+masks = pipeline.load_masks(manifest, 256)
+tiles = [np.concatenate([images[i], eda.overlay(images[i], masks[i])],
                         axis=0)
          for i in examples.index]
 fig = px.imshow(np.concatenate(tiles, axis=1),
@@ -155,4 +156,4 @@ else:
     leaky = by_patient.nunique().gt(1).mean()
     print("patients on both sides: patient split 0%, "
           f"the paper's slice split {leaky:.0%}")
-    display(bl.splits.split_summary(manifest))
+    display(splits.split_summary(manifest))

@@ -47,8 +47,9 @@ import pandas as pd
 import plotly.express as px
 
 import brainlib as bl
+from brainlib.study import notebook
 
-P = bl.notebook.start(globals())
+P = notebook.start(globals())
 # the paper's input; the run trains at P.image_size (last section)
 input_size = 256
 
@@ -86,9 +87,9 @@ counts
 # %% tags=["nbval-check-output"]
 vgg = bl.models.summarize_model("vgg16", input_size)
 for prefix, summary in (("resnet", resnet), ("vgg", vgg)):
-    bl.notebook.glue_value(f"{prefix}_trainable",
+    notebook.glue_value(f"{prefix}_trainable",
                            summary.counts.trainable / 1e6)
-    bl.notebook.glue_value(f"{prefix}_frozen",
+    notebook.glue_value(f"{prefix}_frozen",
                            summary.counts.non_trainable / 1e6)
 vgg.layers
 

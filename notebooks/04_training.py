@@ -39,7 +39,7 @@
 # classifiers train on {glue:text}`training_path`.
 #
 # Every model of this book, the U-Net of chapter 7 included, follows one protocol, run by
-# one runner (`brainlib.runner`). Under the **validated** protocol a share of each fold's
+# one runner (`brainlib.training.runner`). Under the **validated** protocol a share of each fold's
 # training patients is held out as *inner validation* patients (the same ones for every
 # model): they pick the epoch whose weights are kept (lowest validation loss) and the
 # decision threshold (highest validation accuracy). The test fold is never evaluated during
@@ -71,8 +71,11 @@ import time
 import plotly.express as px
 
 import brainlib as bl
+from brainlib.chapters import plots, report
+from brainlib.config import params
+from brainlib.study import notebook
 
-P, manifest, DATASET = bl.notebook.open_run(globals())
+P, manifest, DATASET = notebook.open_run(globals())
 
 # %% [markdown]
 # ## Train
@@ -82,7 +85,7 @@ P, manifest, DATASET = bl.notebook.open_run(globals())
 
 # %% tags=["nbval-ignore-output"]
 config = bl.study.classifier_config(P)
-bl.notebook.glue_value("training_path", {
+notebook.glue_value("training_path", {
     "feature_cache": "base features computed once "
                      "(frozen base, no augmentation)",
     "feature_bank": f"base features of {config.bank_views} views per image "
@@ -98,7 +101,7 @@ print(f"{n_units} units, {len(predictions)} predictions "
       f"in {time.perf_counter() - start:.0f} s")
 
 # %% tags=["nbval-check-output"]
-bl.report.without_single_fold(
+report.without_single_fold(
     predictions.groupby(["model", "scheme", "control"]).agg(
         folds=("fold", "nunique"), slices=("y_true", "size"),
         tumor_slices=("y_true", "sum")))
@@ -114,8 +117,8 @@ bl.report.without_single_fold(
 
 # %% tags=["nbval-check-output"]
 chosen = bl.study.unit_thresholds(P)
-bl.report.without_single_fold(
-    chosen[(chosen["scheme"] == "patient") & (chosen["control"] == "none")][
+report.without_single_fold(
+    params.main_experiment(chosen)[
         ["model", "fold", "n_fit", "n_validation", "best_epoch", "threshold",
          "rule"]]).round(3)
 
@@ -127,9 +130,8 @@ bl.report.without_single_fold(
 
 # %%
 histories = bl.study.unit_histories(P)
-fig = bl.plots.learning_curves_figure(
-    histories[(histories["scheme"] == "patient")
-              & (histories["control"] == "none")],
+fig = plots.learning_curves_figure(
+    params.main_experiment(histories),
     title=f"Learning curves "
-          f"{bl.report.per_split(histories['fold'].nunique())} ({DATASET})")
+          f"{report.per_split(histories['fold'].nunique())} ({DATASET})")
 fig.show()

@@ -54,20 +54,26 @@ import plotly.express as px
 from IPython.display import display
 
 import brainlib as bl
+from brainlib.chapters import (baselines, evaluation_report, leakage_report,
+                               plots, report, travel_report)
+from brainlib.data import external
+from brainlib.measures import metrics
+from brainlib.study import notebook
+from brainlib.training import masks
 
-P, manifest, DATASET = bl.notebook.open_run(globals())
-ANALYSIS = dict(n_resamples=bl.report.PATIENT_RESAMPLES, seed=P.seed,
-                analysis_dir=bl.report.analysis_dir(P.run_dir))
+P, manifest, DATASET = notebook.open_run(globals())
+ANALYSIS = dict(n_resamples=report.PATIENT_RESAMPLES, seed=P.seed,
+                analysis_dir=report.analysis_dir(P.run_dir))
 MODEL_A, MODEL_B = P.model_names[:2]  # differences are A - B
 SPLIT = "hold-out" if P.is_holdout else "patient folds"  # for titles
-glue_value = bl.notebook.glue_value  # pastes a value into the book's prose
+glue_value = notebook.glue_value  # pastes a value into the book's prose
 glue_value("dataset", DATASET)
 
 # %% tags=["nbval-ignore-output"]
 # Reads the finished predictions when the training chapter has run;
 # trains them otherwise.
 predictions = bl.study.run_models(P)
-main = bl.report.main_predictions(predictions)
+main = report.main_predictions(predictions)
 
 # %% [markdown]
 # Every number below is on the **{glue:text}`dataset`** dataset; the run card above says
@@ -81,7 +87,7 @@ main = bl.report.main_predictions(predictions)
 # result generalises.
 
 # %% tags=["nbval-check-output"]
-bl.report.without_single_fold(
+report.without_single_fold(
     predictions.groupby(["scheme", "control", "model"]).agg(
         folds=("fold", "nunique"), slices=("y_true", "size"),
         tumor_slices=("y_true", "sum"), patients=("patient_id", "nunique")))
@@ -97,13 +103,13 @@ bl.report.without_single_fold(
 # under the validated protocol, 0.5 under the paper's. All test slices are pooled.
 
 # %% tags=["nbval-check-output"]
-counts = {m: bl.metrics.confusion_counts(rows["y_true"], rows["y_pred"])
+counts = {m: metrics.confusion_counts(rows["y_true"], rows["y_pred"])
           for m, rows in main.groupby("model")}
 pd.concat({m: c.to_frame() for m, c in counts.items()}, names=["model"])
 
 # %%
 for model, c in counts.items():
-    bl.plots.confusion_matrix_figure(
+    plots.confusion_matrix_figure(
         c, title=f"{model}, {SPLIT} ({DATASET})"
                  "<br>rows true, columns predicted").show()
 
@@ -128,7 +134,7 @@ for model, c in counts.items():
 # with these numbers.
 
 # %% tags=["nbval-check-output"]
-table_iv = bl.evaluation_report.table_iv(predictions, MODEL_A, MODEL_B,
+table_iv = evaluation_report.table_iv(predictions, MODEL_A, MODEL_B,
                                          **ANALYSIS)
 glue_value("width_ratio", table_iv.width_ratio)
 print("median ratio of interval widths, patients resampled / "
@@ -149,7 +155,7 @@ table_iv.table
 # If the paper's "mean accuracy" is a mean over its folds, it is the mean of such a column.
 
 # %% tags=["nbval-check-output"]
-per_fold = bl.metrics.fold_metrics(main)
+per_fold = metrics.fold_metrics(main)
 many_folds = per_fold["fold"].nunique() > 1
 if many_folds:
     shown = ["model", "fold", "n", "accuracy", "precision", "recall",
@@ -185,7 +191,7 @@ if many_folds:
 # specificity, and the table below says how many there are.
 
 # %% tags=["nbval-check-output"]
-per_patient_rule = bl.metrics.patient_metrics(main)
+per_patient_rule = metrics.patient_metrics(main)
 n_patients = main["patient_id"].nunique()
 tumor_free = int((main.groupby("patient_id")["y_true"].max() == 0).sum())
 glue_value("n_patients", n_patients)
@@ -205,7 +211,7 @@ per_patient_rule[["model", "n", "tp", "fp", "fn", "tn", "accuracy", "recall",
 # **found** only when one of its true tumor slices is called tumor. Both, per model:
 
 # %% tags=["nbval-check-output"]
-bl.metrics.patient_detection(main).round(3)
+metrics.patient_detection(main).round(3)
 
 # %% [markdown]
 #
@@ -215,7 +221,7 @@ bl.metrics.patient_detection(main).round(3)
 # where the pooled table weighs patients by their slice counts.
 
 # %% tags=["nbval-check-output"]
-patients = bl.evaluation_report.patient_summary(main, [MODEL_A, MODEL_B])
+patients = evaluation_report.patient_summary(main, [MODEL_A, MODEL_B])
 patients.table
 
 # %% tags=["nbval-check-output"]
@@ -245,9 +251,9 @@ fig.show()
 # that does not beat them has not shown that it reads the tumor.
 
 # %% tags=["nbval-check-output"]
-baseline = bl.baselines.run_baselines(P, manifest, ANALYSIS["analysis_dir"])
+baseline = baselines.run_baselines(P, manifest, ANALYSIS["analysis_dir"])
 with_baselines = pd.concat([main, baseline], ignore_index=True)
-bl.metrics.metrics_table(with_baselines, by=("model",))[
+metrics.metrics_table(with_baselines, by=("model",))[
     ["model", "n", "accuracy", "recall", "specificity", "auc"]].round(3)
 
 # %% [markdown]
@@ -257,9 +263,9 @@ bl.metrics.metrics_table(with_baselines, by=("model",))[
 # patient-clustered DeLong test.
 
 # %% tags=["nbval-check-output"]
-versus = bl.baselines.versus_baselines(with_baselines, P.model_names)
-print("\n".join(bl.baselines.beat_sentences(versus)))
-bl.report.joined_intervals(versus, {"95% (patients)": (
+versus = baselines.versus_baselines(with_baselines, P.model_names)
+print("\n".join(baselines.beat_sentences(versus)))
+report.joined_intervals(versus, {"95% (patients)": (
     "ci_low (patients)", "ci_high (patients)")}).round(3)
 
 # %% [markdown]
@@ -271,13 +277,13 @@ bl.report.joined_intervals(versus, {"95% (patients)": (
 # how much the curve could move with another sample of patients of this kind.
 
 # %%
-curves = {m: bl.metrics.roc_curve(rows["y_true"], rows["p_tumor"])
+curves = {m: metrics.roc_curve(rows["y_true"], rows["p_tumor"])
           for m, rows in main.groupby("model")}
 bands = {m: bl.stats.roc_confidence_band(rows["y_true"], rows["p_tumor"],
                                          cluster=rows["patient_id"],
                                          n_resamples=500, seed=P.seed)
          for m, rows in main.groupby("model")}
-bl.plots.roc_figure(curves, bands,
+plots.roc_figure(curves, bands,
                     title=f"ROC curves, {SPLIT}, "
                           f"bands resample patients ({DATASET})").show()
 
@@ -293,7 +299,7 @@ bl.plots.roc_figure(curves, bands,
 # %% tags=["nbval-check-output"]
 if P.compare_protocols:
     both_protocols = bl.study.run_protocol_comparison(P, progress=False)
-    display(bl.evaluation_report.protocol_table(both_protocols).round(3))
+    display(evaluation_report.protocol_table(both_protocols).round(3))
 else:
     print("Not run in this study (compare_protocols=false): "
           f"protocol {P.protocol} only.")
@@ -311,17 +317,17 @@ else:
 # leak in the evaluation itself. Intervals resample patients. Whether this run did:
 
 # %% tags=["nbval-check-output"]
-leakage = bl.leakage_report.leakage_table(predictions, [MODEL_A, MODEL_B],
+leakage = leakage_report.leakage_table(predictions, [MODEL_A, MODEL_B],
                                           **ANALYSIS)
 if leakage.available:
     print(leakage.title(), *leakage.notes(), sep="\n")
     display(leakage.table)
 else:
-    print(bl.leakage_report.not_run_line(P.leakage_experiment, P.evaluation))
+    print(leakage_report.not_run_line(P.leakage_experiment, P.evaluation))
 
 # %%
 if leakage.available:
-    bl.plots.leakage_figure(
+    plots.leakage_figure(
         leakage.frame, leakage.majority_rate,
         title=f"Slice split vs patient split, and the shuffled-label "
               f"control; 95% CIs resample patients ({DATASET})").show()
@@ -333,11 +339,11 @@ if leakage.available:
 
 # %% tags=["nbval-check-output"]
 if leakage.available:
-    inflation = bl.leakage_report.leakage_inflation(
+    inflation = leakage_report.leakage_inflation(
         predictions, [MODEL_A, MODEL_B], **ANALYSIS)
     print(inflation.title(), *inflation.notes(), sep="\n")
     display(inflation.frame.round(3))
-    print("\n".join(bl.leakage_report.leakage_sentences(leakage, inflation)))
+    print("\n".join(leakage_report.leakage_sentences(leakage, inflation)))
     controls = leakage.controls
     n_above = int(controls["above_chance"].sum())
     controls_line = (f"Here {n_above} of {len(controls)} control "
@@ -386,16 +392,16 @@ glue_value("majority_rate", leakage.majority_rate)
 if P.runs_institution_holdout:
     travelled, travel_folders = bl.study.run_institution_holdout(
         P, progress=False)
-    by_fold = bl.external.institution_folds(manifest)
-    unet_dice = bl.masks.evaluate_run(
+    by_fold = external.institution_folds(manifest)
+    unet_dice = masks.evaluate_run(
         travel_folders["unet"], by_fold).patients
-    by_institution = bl.travel_report.institution_table(
-        travelled, bl.external.institution_of_fold(by_fold), unet_dice)
-    print("\n".join(bl.travel_report.travel_sentences(by_institution)))
-    display(bl.travel_report.display_table(by_institution))
+    by_institution = travel_report.institution_table(
+        travelled, external.institution_of_fold(by_fold), unet_dice)
+    print("\n".join(travel_report.travel_sentences(by_institution)))
+    display(travel_report.display_table(by_institution))
     cross_validated = bl.study.run_models(P, bl.study.all_models(P),
                                           progress=False)
-    display(bl.travel_report.travel_gap(cross_validated, travelled).round(3))
+    display(travel_report.travel_gap(cross_validated, travelled).round(3))
 elif P.evaluation == "institution":
     print("This run's own folds are institutions: every result above "
           "is already on an institution the model never saw.")

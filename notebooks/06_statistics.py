@@ -59,13 +59,16 @@ import plotly.express as px
 from IPython.display import display
 
 import brainlib as bl
+from brainlib.chapters import comparison_report, plots, report, runcard
+from brainlib.config import params
+from brainlib.study import notebook
 
-P, manifest, DATASET = bl.notebook.open_run(globals())
-ROPE = bl.params.EQUIVALENCE_MARGIN  # fixed before any run: +-1 point
-CARD = bl.runcard.run_card(P, manifest)
+P, manifest, DATASET = notebook.open_run(globals())
+ROPE = params.EQUIVALENCE_MARGIN  # fixed before any run: +-1 point
+CARD = runcard.run_card(P, manifest)
 CLAIM_TESTABLE = CARD.can_test_paper_claim
 MODEL_A, MODEL_B = P.model_names[:2]  # differences are A - B
-glue_value = bl.notebook.glue_value  # pastes a value into the book's prose
+glue_value = notebook.glue_value  # pastes a value into the book's prose
 for name, value in (("dataset", DATASET), ("model_a", MODEL_A),
                     ("model_b", MODEL_B), ("rope", ROPE)):
     glue_value(name, value)
@@ -74,10 +77,10 @@ for name, value in (("dataset", DATASET), ("model_a", MODEL_A),
 # Reads the finished predictions when the training chapter has run;
 # trains them otherwise.
 predictions = bl.study.run_models(P)
-comparison = bl.comparison_report.compare_models(
+comparison = comparison_report.compare_models(
     predictions, MODEL_A, MODEL_B, rope=ROPE,
-    n_resamples=bl.report.PATIENT_RESAMPLES, seed=P.seed,
-    analysis_dir=bl.report.analysis_dir(P.run_dir))
+    n_resamples=report.PATIENT_RESAMPLES, seed=P.seed,
+    analysis_dir=report.analysis_dir(P.run_dir))
 
 # %% [markdown]
 # Every result of the first part is on the **{glue:text}`dataset`** dataset (the run card
@@ -103,8 +106,8 @@ comparison = bl.comparison_report.compare_models(
 # %% tags=["nbval-check-output"]
 glue_value("n_slices", comparison.n_slices)
 glue_value("n_patients", comparison.n_patients)
-primary = bl.primary.primary_endpoint(
-    comparison.paired, n_resamples=bl.report.PATIENT_RESAMPLES, seed=P.seed,
+primary = bl.chapters.primary.primary_endpoint(
+    comparison.paired, n_resamples=report.PATIENT_RESAMPLES, seed=P.seed,
     claim_testable=CLAIM_TESTABLE)
 print("\n".join(primary.sentences()))
 primary.to_frame().round(4)
@@ -115,7 +118,7 @@ primary.to_frame().round(4)
 # Wilcoxon signed-rank test on the per-patient differences.
 
 # %% tags=["nbval-check-output"]
-per_patient = bl.primary.per_patient_differences(comparison.paired)
+per_patient = bl.chapters.primary.per_patient_differences(comparison.paired)
 print(per_patient.summary())
 per_patient.to_frame().round(3)
 
@@ -205,7 +208,7 @@ comparison.intervals.round(3)
 for name in ("estimate", "ci_low", "ci_high"):
     glue_value(f"boot_accuracy_{name}",
                float(comparison.accuracy_patients[name]))
-bl.plots.forest_figure(
+plots.forest_figure(
     comparison.differences.sort_values(["metric", "unit"]),
     label="label", rope=ROPE,
     title=f"{MODEL_A} - {MODEL_B}, 95% bootstrap CIs ({DATASET})").show()
@@ -234,7 +237,7 @@ comparison.posteriors.drop(columns=["scheme", "control", "alpha", "beta"],
                            errors="ignore").round(4)
 
 # %%
-bl.plots.posterior_figure(
+plots.posterior_figure(
     comparison.beta_posteriors,
     title=f"Beta posteriors, uniform prior, "
           f"slices as independent trials ({DATASET})").show()
@@ -266,7 +269,7 @@ pd.concat([by_slices.to_frame(), by_patients.to_frame()],
               "model_a", "model_b", "accuracy_a", "accuracy_b"]).round(3)
 
 # %%
-bl.plots.posterior_figure(
+plots.posterior_figure(
     {"slices paired (Dirichlet)": by_slices,
      "patients (Bayesian bootstrap)": by_patients},
     rope=ROPE,
@@ -340,7 +343,7 @@ glue_value("fold_line", fold_line)
 
 # %%
 if fold_accuracy:
-    bl.plots.t_posterior_figure(fold_accuracy.bayesian, rope=ROPE, title=(
+    plots.t_posterior_figure(fold_accuracy.bayesian, rope=ROPE, title=(
         "Bayesian correlated t-test, accuracy, "
         f"{comparison.n_folds} folds ({DATASET})"),
         label="mean accuracy difference per fold, "
@@ -363,7 +366,7 @@ if fold_accuracy:
 # %% tags=["nbval-check-output"]
 holm = comparison.holm
 counts = []
-for family in bl.comparison_report.HOLM_FAMILIES:
+for family in comparison_report.HOLM_FAMILIES:
     n_tests = int((holm.index.get_level_values("family") == family).sum())
     if n_tests:
         counts.append(f"{comparison.rejected.get(family, 0)} of {n_tests} "
@@ -386,10 +389,10 @@ holm.droplevel("row").round(4)
 # %% tags=["nbval-check-output"]
 if len(P.training_seeds) > 1:
     by_seed = bl.study.run_seed_repeats(P, progress=False)
-    display(bl.comparison_report.seed_spread(
+    display(comparison_report.seed_spread(
         by_seed, MODEL_A, MODEL_B).round(3))
-    print("\n".join(bl.comparison_report.seed_verdict(
-        by_seed, MODEL_A, MODEL_B, bl.report.PATIENT_RESAMPLES, P.seed)))
+    print("\n".join(comparison_report.seed_verdict(
+        by_seed, MODEL_A, MODEL_B, report.PATIENT_RESAMPLES, P.seed)))
 else:
     print(f"One training seed only ({P.seed}); `repeat_seeds` adds more.")
 
@@ -397,7 +400,7 @@ else:
 # ## Part 2: the audit of the paper's own tables
 #
 # This part needs no training: it reads the paper's printed Tables II-IV (typed once, as
-# data, in `brainlib.audit`) and asks the questions a careful reader asks of them.
+# data, in `brainlib.chapters.audit`) and asks the questions a careful reader asks of them.
 #
 # ### Which way round are Tables II-III?
 #
@@ -408,11 +411,11 @@ else:
 # be the row sums (if rows are the truth) or the column sums (if columns are).
 
 # %% tags=["nbval-check-output"]
-audit = bl.audit.audit_paper()
+audit = bl.chapters.audit.audit_paper()
 chosen = audit.matching_orientation
-glue_value("dataset_tumor", bl.audit.DATASET_TUMOR)
-glue_value("dataset_no_tumor", bl.audit.DATASET_NO_TUMOR)
-glue_value("validation_fraction", bl.audit.VALIDATION_FRACTION)
+glue_value("dataset_tumor", bl.chapters.audit.DATASET_TUMOR)
+glue_value("dataset_no_tumor", bl.chapters.audit.DATASET_NO_TUMOR)
+glue_value("validation_fraction", bl.chapters.audit.VALIDATION_FRACTION)
 glue_value("orientation", str(chosen))
 print(f"reading that matches the dataset's class totals: {chosen}")
 audit.totals[["model", "orientation", "tp", "fp", "fn", "tn", "n",
@@ -494,10 +497,10 @@ glue_value("f1_from_printed",
 
 # %% tags=["nbval-check-output"]
 PAPER_PRIOR = bl.stats.DEFAULT_PRIOR  # uniform, as for every posterior here
-paper_counts = {model: bl.audit.read_table(cells, chosen)
-                for model, cells in bl.audit.PRINTED_TABLES.items()}
-bl.report.joined_intervals(
-    bl.audit.paper_intervals(paper_counts, prior=PAPER_PRIOR),
+paper_counts = {model: bl.chapters.audit.read_table(cells, chosen)
+                for model, cells in bl.chapters.audit.PRINTED_TABLES.items()}
+report.joined_intervals(
+    bl.chapters.audit.paper_intervals(paper_counts, prior=PAPER_PRIOR),
     {"Wilson 95%": ("wilson_low", "wilson_high"),
      "exact 95%": ("exact_low", "exact_high"),
      "credible 95%": ("credible_low", "credible_high")}, digits=4).round(4)
@@ -563,14 +566,14 @@ fig.show()
 # same paired test with patients as the unit.
 
 # %% tags=["nbval-check-output"]
-baseline = bl.baselines.run_baselines(P, manifest,
-                                      bl.report.analysis_dir(P.run_dir))
-versus = bl.baselines.versus_baselines(
-    pd.concat([bl.report.main_predictions(predictions), baseline]),
+baseline = bl.chapters.baselines.run_baselines(P, manifest,
+                                      report.analysis_dir(P.run_dir))
+versus = bl.chapters.baselines.versus_baselines(
+    pd.concat([report.main_predictions(predictions), baseline]),
     P.model_names)
-print("\n".join(bl.comparison_report.conclusions(
+print("\n".join(comparison_report.conclusions(
     comparison, primary, audit, DATASET, can_test=CARD.can_test_line(),
-    baselines=bl.baselines.baseline_verdict(versus))))
+    baselines=bl.chapters.baselines.baseline_verdict(versus))))
 
 # %% [markdown]
 # In plain words:
@@ -600,4 +603,4 @@ print("\n".join(bl.comparison_report.conclusions(
 
 # %% tags=["nbval-check-output"]
 with pd.option_context("display.max_colwidth", 120):
-    display(bl.comparison_report.priors_table(comparison, PAPER_PRIOR))
+    display(comparison_report.priors_table(comparison, PAPER_PRIOR))

@@ -49,8 +49,13 @@ import pandas as pd
 import plotly.express as px
 
 import brainlib as bl
+from brainlib.chapters import (baselines, plots, report, runcard,
+                               segmentation_report)
+from brainlib.data import eda, pipeline, transform
+from brainlib.measures import metrics
+from brainlib.study import notebook
 
-P, manifest, DATASET = bl.notebook.open_run(globals())
+P, manifest, DATASET = notebook.open_run(globals())
 
 # %% [markdown]
 # ## Each volume's sequences on one scale
@@ -63,10 +68,10 @@ P, manifest, DATASET = bl.notebook.open_run(globals())
 # patients as a coefficient of variation.
 
 # %%
-as_read = bl.pipeline.load_images(manifest, P.unet_image_size)
-rescaled = bl.transform.normalize_volumes(
+as_read = pipeline.load_images(manifest, P.unet_image_size)
+rescaled = transform.normalize_volumes(
     as_read, manifest["patient_id"].to_numpy())
-spread = bl.segmentation_report.head_intensity_spread(
+spread = segmentation_report.head_intensity_spread(
     as_read, rescaled, manifest)
 fig = px.strip(spread.per_patient, x="sequence", y="relative to the mean",
                color="institution", facet_col="version",
@@ -101,14 +106,14 @@ print(bl.study.segmentation_config(P))
 classifier_predictions = bl.study.run_models(P)
 unet_predictions = bl.study.run_models(P, ["unet"])
 folder = bl.study.model_folder(P, "unet")
-three = pd.concat([bl.report.main_predictions(classifier_predictions),
+three = pd.concat([report.main_predictions(classifier_predictions),
                    unet_predictions], ignore_index=True)
 
 # %%
 histories = bl.study.unit_histories(P, ["unet"])
-bl.plots.learning_curves_figure(histories, quantities=("loss",), title=(
+plots.learning_curves_figure(histories, quantities=("loss",), title=(
     f"U-Net learning curves "
-    f"{bl.report.per_split(histories['fold'].nunique())}, "
+    f"{report.per_split(histories['fold'].nunique())}, "
     f"Dice + cross-entropy loss ({DATASET})")).show()
 
 # %% [markdown]
@@ -121,8 +126,8 @@ bl.plots.learning_curves_figure(histories, quantities=("loss",), title=(
 # predicted volume removes scattered false positives.
 
 # %% tags=["nbval-check-output"]
-raw = bl.masks.evaluate_run(folder, manifest)
-largest = bl.masks.evaluate_run(folder, manifest,
+raw = bl.training.masks.evaluate_run(folder, manifest)
+largest = bl.training.masks.evaluate_run(folder, manifest,
                                 keep_largest_component=True)
 pd.concat({"raw masks": raw.to_frame(),
            "largest component": largest.to_frame()}).round(3)
@@ -164,7 +169,7 @@ fig.show()
 
 
 # %% tags=["nbval-check-output"]
-bl.segmentation_report.missed_overlap(three, ["unet", *P.model_names]).table
+segmentation_report.missed_overlap(three, ["unet", *P.model_names]).table
 # %% [markdown]
 # ## True and predicted masks: the best and the worst patient
 #
@@ -172,7 +177,7 @@ bl.segmentation_report.missed_overlap(three, ["unet", *P.model_names]).table
 # blue (purple where they agree).
 
 # %%
-rows, predicted = bl.masks.predicted_masks(folder, manifest)
+rows, predicted = bl.training.masks.predicted_masks(folder, manifest)
 rows = rows.reset_index()
 scored = per_patient[per_patient["n_tumor_slices"] > 0]
 tiles, names = [], []
@@ -180,12 +185,12 @@ for label, patient in (("best", scored["patient_id"].iloc[-1]),
                        ("worst", scored["patient_id"].iloc[0])):
     own = rows[rows["patient_id"] == patient]
     position = own["tumor_pixels"].idxmax()
-    image = bl.pipeline.load_images(rows.loc[[position]],
+    image = pipeline.load_images(rows.loc[[position]],
                                     predicted.shape[1])[0]
-    true = bl.pipeline.load_masks(rows.loc[[position]],
+    true = pipeline.load_masks(rows.loc[[position]],
                                   predicted.shape[1])[0] > 0
-    tile = bl.eda.overlay(image, true, color=(255, 40, 40))
-    tiles.append(bl.eda.overlay(tile, predicted[position],
+    tile = eda.overlay(image, true, color=(255, 40, 40))
+    tiles.append(eda.overlay(tile, predicted[position],
                                 color=(40, 90, 255)))
     names.append(f"{label}: {patient}, "
                  f"slice {rows.loc[position, 'slice_number']}")
@@ -205,8 +210,8 @@ fig.show()
 # scores each fold saved).
 
 # %% tags=["nbval-check-output"]
-by_fold = bl.segmentation_report.auc_by_fold(
-    bl.masks.read_slice_scores(folder))
+by_fold = segmentation_report.auc_by_fold(
+    bl.training.masks.read_slice_scores(folder))
 # one test set (a hold-out): its one row is the pooled one
 (by_fold if len(by_fold) > 2
  else by_fold.loc[["pooled"]].rename_axis(None)).round(3)
@@ -219,12 +224,12 @@ by_fold = bl.segmentation_report.auc_by_fold(
 # DeLong tests of the AUCs, clustered by patient.
 
 # %% tags=["nbval-check-output"]
-bl.metrics.metrics_table(three, by=("model",)).drop(
+metrics.metrics_table(three, by=("model",)).drop(
     columns=["note"]).round(3)
 
 # %% tags=["nbval-check-output"]
-bl.report.joined_intervals(
-    bl.segmentation_report.paired_comparison(three, "unet", P.model_names),
+report.joined_intervals(
+    segmentation_report.paired_comparison(three, "unet", P.model_names),
     {"95% (patients)": ("ci_low (patients)", "ci_high (patients)")}).round(
         {"accuracy difference": 3, "AUC difference": 3})
 
@@ -233,10 +238,10 @@ bl.report.joined_intervals(
 # volume, the brain area on it), by the same paired tests:
 
 # %% tags=["nbval-check-output"]
-baseline = bl.baselines.run_baselines(P, manifest,
-                                      bl.report.analysis_dir(P.run_dir))
-print("\n".join(bl.baselines.beat_sentences(
-    bl.baselines.versus_baselines(pd.concat([three, baseline]), ["unet"]))))
+baseline = baselines.run_baselines(P, manifest,
+                                      report.analysis_dir(P.run_dir))
+print("\n".join(baselines.beat_sentences(
+    baselines.versus_baselines(pd.concat([three, baseline]), ["unet"]))))
 
 # %% [markdown]
 # ## What the masks are worth
@@ -253,7 +258,7 @@ print("\n".join(bl.baselines.beat_sentences(
 
 # %% tags=["nbval-check-output"]
 tested = set(three["patient_id"])
-print("\n".join(bl.segmentation_report.worth_sentences(
-    bl.segmentation_report.paired_comparison(three, "unet",
+print("\n".join(segmentation_report.worth_sentences(
+    segmentation_report.paired_comparison(three, "unet",
                                                 P.model_names),
-    DATASET, (len(tested & bl.runcard.looked_at_patients()), len(tested)))))
+    DATASET, (len(tested & runcard.looked_at_patients()), len(tested)))))

@@ -54,10 +54,12 @@ import pandas as pd
 import plotly.express as px
 
 import brainlib as bl
+from brainlib.chapters import report, trust_report
+from brainlib.study import notebook
 
-P, manifest, DATASET = bl.notebook.open_run(globals())
+P, manifest, DATASET = notebook.open_run(globals())
 MODELS = [*P.model_names, "unet"]
-glue_value = bl.notebook.glue_value
+glue_value = notebook.glue_value
 glue_value("dataset", DATASET)
 
 # %% [markdown]
@@ -84,15 +86,15 @@ glue_value("dataset", DATASET)
 
 # %% tags=["nbval-ignore-output"]
 predictions, heatmap_scores = bl.study.run_trust_analyses(P)
-rows = bl.trust_report.trust_predictions(predictions, MODELS)
-print(f"uncertainty columns: {', '.join(bl.trust_report.MEASURES)}, "
+rows = trust_report.trust_predictions(predictions, MODELS)
+print(f"uncertainty columns: {', '.join(trust_report.MEASURES)}, "
       "p_mean, temperature, p_calibrated; "
       f"{P.mc_passes} MC dropout passes per classifier slice, "
-      f"{len(bl.uncertainty.TTA_VIEWS)} views per U-Net slice")
+      f"{len(bl.trust.uncertainty.TTA_VIEWS)} views per U-Net slice")
 
 # %% tags=["nbval-check-output"]
 rows.groupby("model")[["p_tumor", "p_mean",
-                       *bl.trust_report.MEASURES]].mean().round(3)
+                       *trust_report.MEASURES]].mean().round(3)
 
 # %%
 fig = px.histogram(
@@ -121,25 +123,25 @@ fig.show()
 # its test fold. It changes no call (the threshold moves with it), only the probabilities.
 
 # %% tags=["nbval-check-output"]
-calibration = bl.trust_report.calibration_table(rows, MODELS, seed=P.seed)
-if not bl.trust_report.has_temperature(rows):
+calibration = trust_report.calibration_table(rows, MODELS, seed=P.seed)
+if not trust_report.has_temperature(rows):
     print("no temperature fitted: "
           "this run's protocol keeps no inner-validation patients")
 base_rate = ", ".join(f"{u:.3f}"
                       for u in calibration["uncertainty"].unique())
 print("Brier's uncertainty term (the tumor rate's own variance, "
       f"the same slices for every row): {base_rate}")
-bl.report.joined_intervals(calibration, {"ECE 95%": ("ECE low", "ECE high")}
+report.joined_intervals(calibration, {"ECE 95%": ("ECE low", "ECE high")}
                            ).drop(columns="uncertainty").round(3)
 
 # %%
-bands = bl.trust_report.reliability_bands(rows, MODELS, seed=P.seed)
-bl.trust_report.reliability_figure(
+bands = trust_report.reliability_bands(rows, MODELS, seed=P.seed)
+trust_report.reliability_figure(
     bands, "Reliability per model, as trained and temperature-scaled "
            f"({DATASET})").show()
 
 # %% tags=["nbval-check-output"]
-print("\n".join(bl.trust_report.calibration_sentences(calibration)))
+print("\n".join(trust_report.calibration_sentences(calibration)))
 
 # %% [markdown]
 # ## Referral: hand the least sure slices to a human
@@ -150,28 +152,28 @@ print("\n".join(bl.trust_report.calibration_sentences(calibration)))
 # A measure worth having makes the curve climb; a useless one leaves it flat.
 
 # %% tags=["nbval-ignore-output"]
-referral = bl.trust_report.referral_table(rows, MODELS, seed=P.seed)
-bl.trust_report.referral_figure(
+referral = trust_report.referral_table(rows, MODELS, seed=P.seed)
+trust_report.referral_figure(
     referral, "Accuracy on the slices kept as the most uncertain are "
               f"referred ({DATASET})").show()
-bl.trust_report.referral_figure(
+trust_report.referral_figure(
     referral, "AUC on the slices kept as the most uncertain are referred "
               f"({DATASET})",
     metric="AUC").show()
 
 # %% tags=["nbval-check-output"]
-bl.trust_report.referral_summary(referral)
+trust_report.referral_summary(referral)
 
 # %% [markdown]
 # How well does each measure flag the model's own errors? The AUROC of the measure as a
 # score for "this call is wrong": 0.5 is chance, 1 flags every error before any right call.
 
 # %% tags=["nbval-check-output"]
-errors = bl.trust_report.error_detection_table(rows, MODELS, seed=P.seed)
+errors = trust_report.error_detection_table(rows, MODELS, seed=P.seed)
 errors.round(3)
 
 # %% tags=["nbval-check-output"]
-print("\n".join(bl.trust_report.referral_sentences(referral, errors)))
+print("\n".join(trust_report.referral_sentences(referral, errors)))
 
 # %% [markdown]
 # ## Where the U-Net is unsure, pixel by pixel
@@ -182,10 +184,10 @@ print("\n".join(bl.trust_report.referral_sentences(referral, errors)))
 
 # %%
 unet_folder = bl.study.model_folder(P, "unet")
-unet_eval = bl.masks.evaluate_run(unet_folder, manifest)
+unet_eval = bl.training.masks.evaluate_run(unet_folder, manifest)
 ranked = (unet_eval.patients[unet_eval.patients["n_tumor_slices"] > 0]
           .sort_values("dice"))
-bl.trust_report.uncertainty_overlay_figure(
+trust_report.uncertainty_overlay_figure(
     P, manifest,
     [ranked["patient_id"].iloc[-1], ranked["patient_id"].iloc[0]],
     "U-Net: slice, masks and pixel entropy; best and worst patient "
@@ -211,7 +213,7 @@ bl.trust_report.uncertainty_overlay_figure(
 # the masks sets.
 
 # %% tags=["nbval-check-output"]
-gradcam = bl.trust_report.gradcam_table(heatmap_scores, seed=P.seed)
+gradcam = trust_report.gradcam_table(heatmap_scores, seed=P.seed)
 dice = bl.stats.mean_dice_interval(ranked["dice"], seed=P.seed,
                                    method="percentile")
 print(f"U-Net mean volume Dice, patients with a tumor: {dice.mean:.3f} "
@@ -220,11 +222,11 @@ print(f"U-Net mean volume Dice, patients with a tumor: {dice.mean:.3f} "
 gradcam.drop(columns=[c for c in gradcam.columns if c.endswith(" value")])
 
 # %% tags=["nbval-check-output"]
-cells = bl.trust_report.heatmap_cells(P, P.model_names)
-print("\n".join(bl.trust_report.gradcam_sentences(gradcam, cells)))
+cells = trust_report.heatmap_cells(P, P.model_names)
+print("\n".join(trust_report.gradcam_sentences(gradcam, cells)))
 
 # %%
-per_patient = bl.trust_report.gradcam_patients(heatmap_scores)
+per_patient = trust_report.gradcam_patients(heatmap_scores)
 fig = px.scatter(per_patient, x="baseline", y="energy_inside", color="model",
                  size="tumor_slices", hover_data=["patient_id", "pointing"],
                  title="Energy inside the tumor per patient against the "
@@ -241,7 +243,7 @@ fig.show()
 # tumor, with the true mask's outline in red.
 
 # %%
-bl.trust_report.heatmap_overlay_figure(
+trust_report.heatmap_overlay_figure(
     P, manifest, per_patient,
     f"Grad-CAM heatmaps, best and worst patient per model ({DATASET})"
 ).show()

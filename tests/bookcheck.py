@@ -215,7 +215,7 @@ def expected_colab_link(page: str, config_path: str | os.PathLike = REPO_ROOT / 
     """
     import yaml  # comes with jupyter-book (the `book` extra)
 
-    from brainlib.book import repository
+    from brainlib.study.book import repository
 
     name, branch = repository(config_path)
     config = yaml.safe_load(Path(config_path).read_text())

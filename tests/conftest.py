@@ -14,7 +14,7 @@ REAL_SAMPLE = Path(os.environ.get("BRAINLIB_LGG_SAMPLE",
 @pytest.fixture(scope="session")
 def phantom_kaggle_3m(tmp_path_factory) -> Path:
     """A small phantom (6 patients, 64x64 slices) in the Kaggle layout; treat as read-only."""
-    from brainlib.phantom import write_phantom_dataset
+    from brainlib.data.phantom import write_phantom_dataset
 
     root = tmp_path_factory.mktemp("phantom")
     return write_phantom_dataset(root, n_patients=6, seed=3, image_size=64)

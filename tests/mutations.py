@@ -36,17 +36,17 @@ class Mutation:
 
 
 MUTATIONS = (
-    Mutation("default learning rate", "brainlib/params.py",
+    Mutation("default learning rate", "brainlib/config/params.py",
              'Parameter("learning_rate", float, 1e-3,', 'Parameter("learning_rate", float, 2e-3,',
              ("tests/test_recording.py", "notebooks/04_training.ipynb")),
-    Mutation("default epoch count", "brainlib/params.py",
+    Mutation("default epoch count", "brainlib/config/params.py",
              'Parameter("epochs", int, 8,', 'Parameter("epochs", int, 7,',
              ("tests/test_recording.py", "notebooks/04_training.ipynb")),
-    Mutation("threshold rule (ties broken towards the lowest threshold)", "brainlib/scores.py",
+    Mutation("threshold rule (ties broken towards the lowest threshold)", "brainlib/training/scores.py",
              "chosen = best[np.argmin(np.abs(candidates[best] - default))]",
              "chosen = best[np.argmin(candidates[best])]",
              ("tests/test_recording.py",)),
-    Mutation("split seed", "brainlib/splits.py",
+    Mutation("split seed", "brainlib/data/splits.py",
              'out["fold_patient"] = _patient_bins(out, [1 / n_folds] * n_folds, seed)',
              'out["fold_patient"] = _patient_bins(out, [1 / n_folds] * n_folds, seed + 1)',
              ("tests/test_recording.py", "notebooks/02_data.ipynb")),
@@ -54,7 +54,7 @@ MUTATIONS = (
              "brainlib/stats/mcnemar.py",
              "doubled_tail - sps.binom.pmf(k, n, 0.5)", "doubled_tail - 0.5 * sps.binom.pmf(k, n, 0.5)",
              ("tests/test_stats.py", "notebooks/06_statistics.ipynb")),
-    Mutation("a column of chapter 5's Table IV", "brainlib/evaluation_report.py",
+    Mutation("a column of chapter 5's Table IV", "brainlib/chapters/evaluation_report.py",
              '"paper (%)": values["paper_percent"]', '"paper": values["paper_percent"]',
              ("notebooks/05_evaluation.ipynb",)),
 )

@@ -20,12 +20,12 @@ if "BRAINLIB_CACHE" not in os.environ:
 
 # The notebooks' regression tests (nbval) run the chapters in a run folder of their own,
 # never the user's runs/, and that folder replays the recorded training outputs
-# (notebooks/recorded, brainlib.recorded): every checked cell then depends only on stored
+# (notebooks/recorded, brainlib.data.recorded): every checked cell then depends only on stored
 # inputs and the code, so it is compared exactly, on any machine. Whether training itself
 # reproduces here is tests/test_training_travels.py's question.
 OWN_RUN_ROOT = None
 if "BRAINLIB_RUN_ROOT" not in os.environ:
-    from brainlib import recorded
+    from brainlib.data import recorded
 
     OWN_RUN_ROOT = tempfile.mkdtemp(prefix="brainlib-test-runs-")
     os.environ["BRAINLIB_RUN_ROOT"] = OWN_RUN_ROOT

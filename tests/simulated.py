@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from brainlib.stats.results import as_rng
+from brainlib.measures.results import as_rng
 
 
 def simulate_predictions(n_patients: int = 110, n_slices: int = 3929, n_folds: int = 8,

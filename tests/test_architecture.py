@@ -13,23 +13,18 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "brainlib"
 
 LAYERS = [
-    ("config", ["params", "progress"]),
-    ("data", ["data", "phantom", "splits", "external", "pipeline", "transform", "eda",
-              "machine", "recorded"]),
-    ("measures", ["metrics", "equations"]),
-    # segmetrics: Dice, IoU, Hausdorff and their patient-bootstrap intervals (stats' Result)
-    ("stats", ["stats", "segmetrics"]),
-    ("models", ["models", "unet", "loss"]),
-    ("training", ["train", "classifier", "segmenter", "scores", "runner", "masks", "bundle",
-                  "experiment", "unit_models"]),
-    ("trust", ["calibration", "uncertainty", "gradcam"]),
-    ("chapters", ["primary", "baselines", "runcard", "report", "evaluation_report",
-                  "leakage_report", "comparison_report", "segmentation_report",
-                  "travel_report", "trust_report", "audit", "plots"]),
-    ("study", ["study", "notebook", "book", "__main__"]),
+    ("config", ["config"]),
+    ("data", ["data"]),
+    ("measures", ["measures"]),
+    ("stats", ["stats"]),
+    ("models", ["models"]),
+    ("training", ["training"]),
+    ("trust", ["trust"]),
+    ("chapters", ["chapters"]),
+    ("study", ["study", "__main__"]),
 ]
-"""Bottom to top: what each layer of `brainlib` holds (a subpackage, e.g. `stats`, by its
-name)."""
+"""Bottom to top: the subpackages of `brainlib`, one layer each (`__main__`, the command
+line, sits on top)."""
 
 
 def module_names() -> dict[str, Path]:
@@ -110,22 +105,23 @@ def test_no_import_circle():
 
 
 def test_the_checks_find_what_they_look_for():
-    graph = {"brainlib.study": {"brainlib.book"}, "brainlib.book": {"brainlib.study"},
+    graph = {"brainlib.study": {"brainlib.study.book"}, "brainlib.study.book": {"brainlib.study"},
              "brainlib.data": set()}
-    assert cycle_through(graph, "brainlib.book") == ["brainlib.book", "brainlib.study",
-                                                     "brainlib.book"]
+    assert cycle_through(graph, "brainlib.study.book") == ["brainlib.study.book", "brainlib.study",
+                                                     "brainlib.study.book"]
     assert cycle_through(graph, "brainlib.data") is None
-    assert layer_of("brainlib.stats.mcnemar") < layer_of("brainlib.primary")
+    assert layer_of("brainlib.stats.mcnemar") < layer_of("brainlib.chapters.primary")
     with pytest.raises(KeyError):
         layer_of("brainlib.nowhere")
-    known = {"brainlib.stats", "brainlib.stats.mcnemar", "brainlib.report", "brainlib.metrics"}
-    source = PACKAGE.parent / "brainlib" / "report.py"
-    assert "brainlib.stats" in imports_of("brainlib.report", source, known | {"brainlib.report"})
+    known = {"brainlib.stats", "brainlib.stats.mcnemar", "brainlib.chapters.report",
+             "brainlib.measures.metrics"}
+    source = PACKAGE / "chapters" / "report.py"
+    assert "brainlib.stats" in imports_of("brainlib.chapters.report", source, known | {"brainlib.chapters.report"})
 
 
 @pytest.mark.parametrize("code", [
     "import brainlib",
-    "import brainlib.study, brainlib.experiment, brainlib.report, brainlib.baselines",
+    "import brainlib.study, brainlib.training.experiment, brainlib.chapters.report, brainlib.chapters.baselines",
     "import runpy, sys\nsys.argv = ['brainlib', '--help']\ntry:\n"
     "    runpy.run_module('brainlib', run_name='__main__')\nexcept SystemExit:\n    pass",
 ], ids=["import", "the chapters' layer", "--help"])
@@ -157,6 +153,7 @@ def test_the_same_outputs_check_masks_only_what_varies_between_runs():
 
 
 def test_the_readme_lists_the_layers_as_they_are():
+    """The README's table: the subpackages in layer order, each with every module it holds."""
     import re
 
     readme = (PACKAGE.parent / "README.md").read_text()
@@ -164,7 +161,12 @@ def test_the_readme_lists_the_layers_as_they_are():
     rows = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 3 and cells[0] in {name for name, _ in LAYERS}:
-            listed = re.sub(r"\([^)]*\)", "", cells[1])  # stats/'s own modules in brackets
-            rows[cells[0]] = sorted(n.rstrip("/") for n in re.findall(r"`([^`]+)`", listed))
-    assert rows == {name: sorted(members) for name, members in LAYERS}
+        if len(cells) == 3 and re.fullmatch(r"`\w+/`", cells[0]):
+            rows[cells[0].strip("`/")] = sorted(re.findall(r"`([^`]+)`", cells[1]))
+    layers = [name for name, _ in LAYERS]
+    assert list(rows) == layers[:len(rows)] and len(rows) == len(layers)
+    for name in rows:
+        held = sorted(p.stem for p in (PACKAGE / name).glob("*.py")
+                      if p.stem != "__init__" or (PACKAGE / name / "__init__.py").read_text()
+                      .count("\n") > 40)
+        assert rows[name] == held, f"README's {name}/ row: {rows[name]}, the folder: {held}"

@@ -1,4 +1,4 @@
-"""Tests of brainlib.audit: every check recomputed from the printed tables, nothing typed in."""
+"""Tests of brainlib.chapters.audit: every check recomputed from the printed tables, nothing typed in."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,8 @@ import scipy.stats as sps
 from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.proportion import proportion_confint
 
-from brainlib import audit as au
-from brainlib import metrics as me
+from brainlib.chapters import audit as au
+from brainlib.measures import metrics as me
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The trivial baselines (`brainlib.baselines`): their features from the images, their
+"""The trivial baselines (`brainlib.chapters.baselines`): their features from the images, their
 score rule on hand-computed cases, the classifiers' protocol unit by unit, and the
 sentences that say whether a model beats them."""
 import numpy as np
@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import tifffile
 
-from brainlib import baselines, runner, scores, segmentation_report
+from brainlib.chapters import baselines, segmentation_report
+from brainlib.training import runner, scores
 from simulated import simulate_predictions
 
 PREDICTION_COLUMNS = ["patient_id", "slice_number", "model", "protocol", "scheme", "control",

@@ -79,7 +79,7 @@ def reference_book(tmp_path_factory) -> Path:
     """The book of the reference notebooks, built as `make book` builds a run's."""
     needs_chromium()
     pytest.importorskip("jupyter_book")
-    from brainlib import book
+    from brainlib.study import book
 
     root = tmp_path_factory.mktemp("reference-book")
     run_dir = book.reference_run(root / "run")
@@ -167,7 +167,7 @@ def test_chapters_open_with_prose_and_hide_their_set_up(source, tmp_path):
     import jupytext
     import nbformat
 
-    from brainlib import book
+    from brainlib.study import book
 
     notebook = jupytext.read(source)
     nbformat.write(notebook, tmp_path / "executed.ipynb")
@@ -207,7 +207,7 @@ def test_the_introduction_counts_what_it_lists():
 def test_the_reader_copy_drops_noise_markers_paths_and_cdn_mathjax(tmp_path):
     import nbformat
 
-    from brainlib import book
+    from brainlib.study import book
 
     root = str(bookcheck.REPO_ROOT)
     notebook = nbformat.v4.new_notebook()
@@ -254,7 +254,7 @@ def test_page_problems_names_every_refused_string(tmp_path):
 
 
 def test_the_book_serves_mathjax_itself(tmp_path):
-    from brainlib import book
+    from brainlib.study import book
 
     target = book.copy_mathjax(tmp_path / "mathjax")
     assert (target / "tex-mml-chtml.js").is_file()
@@ -269,7 +269,8 @@ def test_a_chapters_table_fits_the_text():
     after an underscore, "—" where there is no number; the text form keeps pandas' own."""
     import pandas as pd
 
-    from brainlib import notebook, report
+    from brainlib.study import notebook
+    from brainlib.chapters import report
 
     frame = pd.DataFrame({"p_a_better": [0.9, float("nan")], "model": ["a", None]})
     html = notebook.table_html(frame)

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainlib import bundle, params, scores
+from brainlib.training import bundle, scores
+from brainlib.config import params
 
 TOY = {"epochs": 2, "image_size": 64, "unet_epochs": 1, "unet_widths": "4,8",
        "unet_image_size": 32}

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainlib import calibration as cal
+from brainlib.trust import calibration as cal
 
 
 def calibrated(n_patients=60, per_patient=40, seed=0):

@@ -1,7 +1,7 @@
 """Exploratory statements computed from the data, never asserted."""
 import numpy as np
 
-from brainlib import eda
+from brainlib.data import eda
 
 
 def test_intensity_sentence_follows_the_numbers():

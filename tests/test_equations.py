@@ -1,11 +1,11 @@
-"""The numpy equations of `brainlib.equations` against independent references: small
+"""The numpy equations of `brainlib.measures.equations` against independent references: small
 cases worked by hand, closed forms, numpy/scipy, and the Keras operations the models use."""
 import numpy as np
 import pytest
 from scipy import signal, special, stats
 from scipy.spatial.distance import directed_hausdorff
 
-from brainlib import equations as eq
+from brainlib.measures import equations as eq
 
 
 @pytest.fixture(scope="module")
@@ -232,3 +232,19 @@ def test_residual_connections_keep_first_layer_gradients():
     assert plain[12] / plain[1] > 1e4  # the plain stack's gradient vanishes towards the input
     assert residual.max() / residual.min() < 100
     assert residual[1] > 1e3 * plain[1]
+
+
+def test_the_teaching_versions_agree_with_the_library_twins():
+    """confusion_counts and hausdorff_distance exist twice: as the paper's formula here and
+    as the library's validated version; they must give the same numbers."""
+    from brainlib.measures import metrics, segmetrics
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        y_true, y_pred = rng.integers(0, 2, 50), rng.integers(0, 2, 50)
+        library = metrics.confusion_counts(y_true, y_pred)
+        assert eq.confusion_counts(y_true, y_pred) == {
+            "tp": library.tp, "fp": library.fp, "fn": library.fn, "tn": library.tn}
+        a, b = rng.random((24, 24)) > 0.9, rng.random((24, 24)) > 0.85
+        assert eq.hausdorff_distance(np.argwhere(a), np.argwhere(b)) == pytest.approx(
+            segmetrics.hausdorff_distance(a, b), abs=1e-12)

@@ -6,7 +6,10 @@ import pytest
 import scipy.stats as sps
 from simulated import simulate_predictions
 
-from brainlib import external, params, runcard, splits, stats, travel_report
+from brainlib.data import external, splits
+from brainlib.config import params
+from brainlib.chapters import runcard, travel_report
+from brainlib import stats
 
 
 def manifest(institutions=("CS", "DU", "FG", "HT"), patients_each=(3, 4, 1, 2), dataset="real",

@@ -3,7 +3,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from brainlib import gradcam, models
+from brainlib.trust import gradcam
+from brainlib import models
 
 
 def toy_classifier(sign: float = 1.0, standardize: bool = False, mean: float = 0.0):

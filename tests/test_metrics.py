@@ -1,10 +1,10 @@
-"""Tests of brainlib.metrics: eqs. (30)-(35), ROC/AUC, and per fold / per patient tables."""
+"""Tests of brainlib.measures.metrics: eqs. (30)-(35), ROC/AUC, and per fold / per patient tables."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from brainlib import metrics as me
+from brainlib.measures import metrics as me
 
 
 def brute_force_auc(y_true, score):
@@ -173,7 +173,7 @@ def test_check_predictions_names_what_is_wrong():
 
 
 def test_a_patient_flagged_only_by_a_false_alarm_is_positive_but_not_found():
-    from brainlib.metrics import patient_detection, patient_predictions
+    from brainlib.measures.metrics import patient_detection, patient_predictions
     rows = pd.DataFrame({
         "model": "m", "patient_id": ["a", "a", "b", "b", "c", "c"],
         "y_true": [1, 0, 1, 0, 0, 0],

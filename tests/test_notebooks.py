@@ -9,7 +9,8 @@ import papermill
 import pytest
 import yaml
 
-from brainlib import params, progress, study
+from brainlib.config import params, progress
+from brainlib import study
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = study.notebook_sources()
@@ -42,8 +43,8 @@ def test_each_notebook_declares_only_profile_and_overrides(source):
     parameters = papermill.inspect_notebook(str(source.with_suffix(".ipynb")))
     assert set(parameters) == {"profile", "overrides"}
     assert study.declared_parameters(jupytext.read(source)) == set(parameters)
-    assert "bl.notebook.start(globals())" in source.read_text() or \
-        "bl.notebook.open_run(globals())" in source.read_text()
+    assert "notebook.start(globals())" in source.read_text() or \
+        "notebook.open_run(globals())" in source.read_text()
 
 
 def copy_pairs(target: Path) -> list[Path]:
@@ -60,7 +61,7 @@ def test_the_repository_is_named_in_one_place():
     the repository are the notebook pairs, in the Colab lines written from it."""
     import subprocess
 
-    from brainlib import book
+    from brainlib.study import book
 
     listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
     if listed.returncode != 0:
@@ -85,7 +86,7 @@ def test_the_repository_is_named_in_one_place():
 
 
 def test_the_notebooks_agree_with_the_repository_setting(tmp_path):
-    from brainlib import book
+    from brainlib.study import book
 
     assert book.write_repository_lines(sources=copy_pairs(tmp_path)) == [], (
         "a notebook's Colab lines differ from _config.yml: run `python -m brainlib repository`")
@@ -94,7 +95,7 @@ def test_the_notebooks_agree_with_the_repository_setting(tmp_path):
 def test_a_fork_points_every_colab_line_at_itself(tmp_path):
     import nbformat
 
-    from brainlib import book
+    from brainlib.study import book
 
     sources = copy_pairs(tmp_path)
     config = tmp_path / "_config.yml"

@@ -4,7 +4,8 @@ import jupytext
 import papermill
 import pytest
 
-from brainlib import params, study
+from brainlib.config import params
+from brainlib import study
 
 ROOT = study.REPO_ROOT
 
@@ -101,7 +102,8 @@ def test_study_refuses_bfloat16_where_it_cannot_run(monkeypatch):
     """Where a bfloat16 convolution fails (oneDNN capped below bfloat16), `auto` computes
     the frozen base in float32 and an explicit bfloat16 setting is refused, naming the
     setting to change; nothing falls back silently."""
-    from brainlib import machine, study
+    from brainlib.data import machine
+    from brainlib import study
 
     monkeypatch.setattr(machine, "bfloat16_convolution_works", lambda: False)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")

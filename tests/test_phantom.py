@@ -9,8 +9,13 @@ import pytest
 import tifffile
 from PIL import Image
 
-from brainlib import phantom
-from brainlib.phantom import FULL_SIZE, phantom_plan, phantom_volume, write_phantom_dataset
+from brainlib.data import phantom
+from brainlib.data.phantom import (
+    FULL_SIZE,
+    phantom_plan,
+    phantom_volume,
+    write_phantom_dataset,
+)
 
 PATIENT_FOLDER = re.compile(r"^TCGA_(CS|DU|EZ|FG|HT)_P\d{3}_\d{8}$")
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from brainlib import pipeline
+from brainlib.data import pipeline
 from brainlib.data import DatasetError, scan_dataset
 
 
@@ -82,7 +82,7 @@ def tf_constant(array):
 
 
 def test_augmentation_rotates_and_scales_about_the_centre():
-    from brainlib.transform import Augmentation
+    from brainlib.data.transform import Augmentation
 
     augmentation = Augmentation(flip=False, rotation_degrees=90, scale=0.0)
     image = np.zeros((1, 33, 33, 3), np.float32)

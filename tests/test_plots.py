@@ -1,11 +1,11 @@
-"""Tests of brainlib.plots: each helper returns a go.Figure drawing the numbers it was given."""
+"""Tests of brainlib.chapters.plots: each helper returns a go.Figure drawing the numbers it was given."""
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from brainlib import metrics as me
-from brainlib import plots
+from brainlib.measures import metrics as me
+from brainlib.chapters import plots
 from brainlib import stats as st
 from simulated import simulate_predictions
 

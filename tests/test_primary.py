@@ -1,4 +1,4 @@
-"""Tests of the primary endpoint, its power and the per-patient analysis (brainlib.primary),
+"""Tests of the primary endpoint, its power and the per-patient analysis (brainlib.chapters.primary),
 on a hand-built table with known answers and on small simulated predictions tables."""
 
 import math
@@ -10,7 +10,8 @@ import pytest
 from scipy import stats as sps
 from simulated import simulate_predictions
 
-from brainlib import primary, stats
+from brainlib.chapters import primary
+from brainlib import stats
 
 N_RESAMPLES = 400
 

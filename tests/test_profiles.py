@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from conftest import REAL_SAMPLE
 
-from brainlib import machine, study
+from brainlib.data import machine
+from brainlib import study
 
 # Toy scale: the fewest passes and units that still take every code path. The institution
 # hold-out units and the default profile's own chapters are the reference notebooks' (nbval).
@@ -133,7 +134,7 @@ def toy_runs(tmp_path_factory, phantom_kaggle_3m) -> dict:
     import concurrent.futures
     import subprocess
 
-    from brainlib import params
+    from brainlib.config import params
 
     root = tmp_path_factory.mktemp("toy-runs")
     study.prepare_manifest(params.resolve("default", {**TOY, "run_dir": str(root / "phantom")}))

@@ -4,7 +4,7 @@ import io
 
 import numpy as np
 
-from brainlib import progress
+from brainlib.config import progress
 
 
 class Terminal(io.StringIO):
@@ -48,7 +48,7 @@ def test_training_reports_each_epoch_to_the_run_folder_and_a_log(tmp_path, capsy
     import keras
     import tensorflow as tf
 
-    from brainlib import train
+    from brainlib.training import train
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
     train.compile_model(model, "binary_crossentropy", ["accuracy"], learning_rate=0.01,

@@ -4,7 +4,10 @@ import json
 
 import pytest
 
-from brainlib import external, machine, params, recorded, runner, study
+from brainlib.data import external, machine, recorded
+from brainlib.config import params
+from brainlib.training import runner
+from brainlib import study
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +74,7 @@ def test_each_recorded_threshold_follows_the_threshold_rule():
     beside it): the rule applied to them now must give the recorded threshold exactly."""
     import pandas as pd
 
-    from brainlib import scores
+    from brainlib.training import scores
 
     resolved = params.resolve("default")
     defaults = {m: study.family(resolved, m).default_threshold for m in resolved.all_model_names}

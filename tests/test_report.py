@@ -1,4 +1,4 @@
-"""Tests of the chapters' tables and sentences (brainlib.report and the *_report modules),
+"""Tests of the chapters' tables and sentences (brainlib.chapters.report and the *_report modules),
 on small synthetic predictions tables and hand-built examples with known answers."""
 
 import numpy as np
@@ -6,12 +6,14 @@ import pandas as pd
 import pytest
 from simulated import simulate_predictions
 
-from brainlib import audit, metrics, primary, stats
-from brainlib import comparison_report as cr
-from brainlib import evaluation_report as er
-from brainlib import leakage_report as lr
-from brainlib import report
-from brainlib import segmentation_report as sr
+from brainlib.chapters import audit, primary
+from brainlib.measures import metrics
+from brainlib import stats
+from brainlib.chapters import comparison_report as cr
+from brainlib.chapters import evaluation_report as er
+from brainlib.chapters import leakage_report as lr
+from brainlib.chapters import report
+from brainlib.chapters import segmentation_report as sr
 
 MODELS = ("resnet50", "vgg16")
 N_RESAMPLES = 300

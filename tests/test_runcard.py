@@ -8,9 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainlib import params as schema
-from brainlib import runcard
-from brainlib.runcard import PAPER_SETTING, RANDOM_WEIGHTS, UNSTATED_BY_PAPER, run_card
+from brainlib.config import params as schema
+from brainlib.chapters import runcard
+from brainlib.chapters.runcard import (
+    PAPER_SETTING,
+    RANDOM_WEIGHTS,
+    UNSTATED_BY_PAPER,
+    run_card,
+)
 
 PHANTOM_SENTENCE = "These are PHANTOM results"
 REAL_SENTENCE = "These are REAL LGG MRI slices"
@@ -224,7 +229,7 @@ def test_a_malformed_manifest_fails_saying_what_was_expected(change, message):
 
 
 def test_the_module_does_not_import_tensorflow():
-    code = "import sys, brainlib.runcard; print('tensorflow' in sys.modules)"
+    code = "import sys, brainlib.chapters.runcard; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
@@ -243,7 +248,8 @@ def test_the_books_run_page_says_what_the_run_is(tmp_path, dataset):
     a phantom run, real wording only for a real one, and no reproduction claim."""
     import json
 
-    from brainlib import book, params
+    from brainlib.study import book
+    from brainlib.config import params
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -292,7 +298,9 @@ def test_the_card_lists_the_machine_it_ran_on():
 def test_the_run_page_names_the_machines_that_trained_and_the_measured_spread(tmp_path, profile):
     import json
 
-    from brainlib import book, machine, params
+    from brainlib.study import book
+    from brainlib.data import machine
+    from brainlib.config import params
 
     run_dir = tmp_path / "run"
     unit = run_dir / "units" / "vgg16-0123456789" / "patient-none-fold0"

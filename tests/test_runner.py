@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainlib import classifier, runner, splits
+from brainlib.training import classifier, runner
+from brainlib.data import splits
 
 SIZE = 64
 CONFIG = classifier.TrainConfig(image_size=SIZE, epochs=2, batch_size=8, seed=1)
@@ -40,10 +41,23 @@ class Spy:
         self.family, self.units = family, []
         self.name, self.default_threshold = family.name, family.default_threshold
         self.settings, self.prepare = family.settings, family.prepare
+        self.release = family.release
 
     def fit(self, unit, keep_best, progress):
         self.units.append(unit)
         return self.family.fit(unit, keep_best, progress)
+
+
+def test_both_families_implement_the_protocol_the_runner_relies_on():
+    from brainlib.training import segmenter
+
+    members = [n for n in vars(runner.ModelFamily) if not n.startswith("_")]
+    members += list(runner.ModelFamily.__annotations__)
+    assert {"name", "default_threshold", "settings", "prepare", "release", "fit"} <= set(members)
+    for family in (classifier.ClassifierFamily("vgg16", CONFIG),
+                   segmenter.SegmenterFamily(segmenter.SegmentationConfig())):
+        missing = [n for n in members if not hasattr(family, n)]
+        assert not missing, f"{type(family).__name__} lacks {missing}"
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,11 @@ import pandas as pd
 import pytest
 import tifffile
 
-from brainlib import (data, loss, machine, masks as mask_store, metrics, pipeline, runner,
-                      scores as slice, segmenter, splits, stats, transform, unet)
+from brainlib import data, stats
+from brainlib.models import loss, unet
+from brainlib.data import machine, pipeline, splits, transform
+from brainlib.training import masks as mask_store, runner, scores as slice, segmenter
+from brainlib.measures import metrics
 
 SIZE = 32
 TINY = segmenter.SegmentationConfig(image_size=SIZE, widths=(4, 8, 16), epochs=1,

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy.spatial.distance import directed_hausdorff
 
-from brainlib import segmetrics as sm
+from brainlib.measures import segmetrics as sm
 from brainlib import stats
 
 

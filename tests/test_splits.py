@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainlib import splits
+from brainlib.data import splits
 from brainlib.data import scan_dataset
 
 

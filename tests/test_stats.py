@@ -8,7 +8,7 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
-from brainlib import metrics as me
+from brainlib.measures import metrics as me
 from brainlib import stats as st
 from brainlib.stats import bootstrap, roc
 from simulated import simulate_predictions

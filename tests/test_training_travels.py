@@ -1,12 +1,15 @@
 """Training reproduces: bit for bit on a machine whose arithmetic matches the recording's,
-within the measured spread (brainlib/training_spread.toml) on any other.
+within the measured spread (brainlib/data/training_spread.toml) on any other.
 
-The notebooks' regression tests replay the recorded units (brainlib.recorded), so they
+The notebooks' regression tests replay the recorded units (brainlib.data.recorded), so they
 check everything after training exactly; this module retrains the default profile's main
 experiment here and compares it with the recording."""
 import pytest
 
-from brainlib import machine, metrics, params, recorded, study
+from brainlib.data import machine, recorded
+from brainlib.measures import metrics
+from brainlib.config import params
+from brainlib import study
 
 SPREAD_FILE = machine.SPREAD_FILE
 TOLERANCES = machine.measured_spread()["tolerance"]

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainlib import trust_report
+from brainlib.chapters import trust_report
 
 
 def synthetic(n_patients=30, per_patient=20, seed=0, calibrated=True):

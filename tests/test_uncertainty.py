@@ -3,7 +3,9 @@ deterministic prediction."""
 import numpy as np
 import pytest
 
-from brainlib import calibration, experiment, models, uncertainty
+from brainlib.trust import calibration, uncertainty
+from brainlib.training import experiment
+from brainlib import models
 
 
 def head_and_features(seed=0):

@@ -34,32 +34,68 @@ Every public name of the modules is available here, as ``bl.stats.mcnemar_test``
 from __future__ import annotations
 
 from .bayes import (
-    DEFAULT_PRIOR, BetaPosterior, MetricPosteriors, PairedPosterior, beta_posterior, metric_posteriors,
-    paired_posterior, patient_paired_posterior, posterior_table,
+    DEFAULT_PRIOR,
+    BetaPosterior,
+    MetricPosteriors,
+    PairedPosterior,
+    beta_posterior,
+    metric_posteriors,
+    paired_posterior,
+    patient_paired_posterior,
+    posterior_table,
 )
 from .bootstrap import BootstrapResult, bootstrap_metrics
 from .clustered import (
-    SMALL_SAMPLE_PATIENTS, SignFlipTest, cluster_interval, cluster_standard_error,
-    distribution_name, minimum_detectable_difference, proportion_interval, reference_distribution,
-    sign_flip_test)
+    SMALL_SAMPLE_PATIENTS,
+    SignFlipTest,
+    cluster_interval,
+    cluster_standard_error,
+    distribution_name,
+    minimum_detectable_difference,
+    proportion_interval,
+    reference_distribution,
+    sign_flip_test,
+)
 from .delong import (
-    AUC_TRANSFORMS, AucInterval, DeLongResult, auc_interval, delong_covariance, delong_test,
+    AUC_TRANSFORMS,
+    AucInterval,
+    DeLongResult,
+    auc_interval,
+    delong_covariance,
+    delong_test,
 )
 from .folds import (
-    CorrectedTTestResult, CorrelatedTTestResult, FoldComparison, bayesian_correlated_ttest,
-    compare_folds, corrected_resampled_ttest,
+    CorrectedTTestResult,
+    CorrelatedTTestResult,
+    FoldComparison,
+    bayesian_correlated_ttest,
+    compare_folds,
+    corrected_resampled_ttest,
 )
 from .holm import HolmResult, holm_correction
 from .mcnemar import (
-    CLUSTERED_MCNEMAR_METHODS, MCNEMAR_METHODS, McNemarResult, clustered_mcnemar_methods,
-    clustered_mcnemar_pvalue, discordance_by_cluster, mcnemar_methods, mcnemar_pvalue,
-    mcnemar_test, paired_difference_ci, paired_metric_tests,
+    CLUSTERED_MCNEMAR_METHODS,
+    MCNEMAR_METHODS,
+    McNemarResult,
+    clustered_mcnemar_methods,
+    clustered_mcnemar_pvalue,
+    discordance_by_cluster,
+    mcnemar_methods,
+    mcnemar_pvalue,
+    mcnemar_test,
+    paired_difference_ci,
+    paired_metric_tests,
 )
 from .pairing import PAIR_KEYS, pair_predictions, paired_table
 from .resample import (
-    MeanDiceInterval, PatientInterval, mean_dice_interval, patient_bootstrap, patient_members,
-    patient_resamples)
-from .results import Result
+    MeanDiceInterval,
+    PatientInterval,
+    mean_dice_interval,
+    patient_bootstrap,
+    patient_members,
+    patient_resamples,
+)
+from ..measures.results import Result
 from .roc import RocBand, cluster_bootstrap_auc, roc_confidence_band
 
 __all__ = [

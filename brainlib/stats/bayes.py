@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ..metrics import ConfusionCounts, slice_metrics
+from ..measures.metrics import ConfusionCounts, slice_metrics
 from .pairing import check_one_experiment, model_names, paired_table
-from .results import Result, as_rng
+from ..measures.results import Result, as_rng
 
 DEFAULT_PRIOR = (1.0, 1.0)
 """The one default prior of every Beta posterior of a proportion in this library (uniform

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ..metrics import METRIC_NAMES, metrics_from_counts
+from ..measures.metrics import METRIC_NAMES, metrics_from_counts
 from .pairing import check_one_experiment, model_names
-from .results import Result, as_rng
+from ..measures.results import Result, as_rng
 
 
 # Every slice falls in one of 8 cells, code = 4*y_true + 2*y_pred_a + y_pred_b, and all five

@@ -1,7 +1,7 @@
 """Patient-clustered inference on a paired table: the per-patient sums, the
 cluster-robust standard error of the accuracy difference and its interval (t with K - 1
 degrees of freedom for few patients), the detectable difference, and the exact sign-flip
-test over patients. The primary endpoint (``brainlib.primary``) and every chapter's
+test over patients. The primary endpoint (``brainlib.chapters.primary``) and every chapter's
 patient-level accuracy interval use these.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from .pairing import check_one_experiment
-from .results import Result
+from ..measures.results import Result
 
 
 SMALL_SAMPLE_PATIENTS = 20

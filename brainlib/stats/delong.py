@@ -11,7 +11,7 @@ from scipy import special
 from scipy import stats as sps
 
 from .pairing import check_one_experiment, model_names
-from .results import Result
+from ..measures.results import Result
 
 
 def _placements(y_true: np.ndarray, scores: np.ndarray):

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ..metrics import METRIC_NAMES, fold_metrics
-from .results import Result
+from ..measures.metrics import METRIC_NAMES, fold_metrics
+from ..measures.results import Result
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .results import Result
+from ..measures.results import Result
 
 
 @dataclass

@@ -17,7 +17,7 @@ from scipy import stats as sps
 
 from .holm import HolmResult, holm_correction
 from .pairing import check_one_experiment, model_names, paired_table
-from .results import Result
+from ..measures.results import Result
 
 MCNEMAR_METHODS = ("exact", "midp", "chi2", "chi2_corrected")
 """Slice-level variants: every slice is an independent pair."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..metrics import check_predictions
+from ..measures.metrics import check_predictions
 
 PAIR_KEYS = ("scheme", "control", "fold", "patient_id", "slice_number")
 """Columns that identify one scored slice; two models are paired on these."""

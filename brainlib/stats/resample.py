@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from .results import Result, as_rng
+from ..measures.results import Result, as_rng
 
 
 class PatientInterval(NamedTuple):

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .bootstrap import BootstrapResult, intervals_frame, scipy_engine
 from .pairing import check_one_experiment, model_names
-from .results import Result, as_rng
+from ..measures.results import Result, as_rng
 
 
 def _cluster_pair_sums(y_true, score, cluster_index, n_clusters) -> np.ndarray:

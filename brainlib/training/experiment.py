@@ -1,0 +1,293 @@
+"""The experiment of a run: its manifest, each model's family and unit folder, and the
+units run for it (the main experiment, the protocol comparison, the seed repeats, the
+institution hold-out), read back from the run folder when they are finished.
+
+`study` runs the chapters on top of this; the chapters call these through `bl.study`,
+which re-exports them.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from .. import data
+from ..data import external, machine, splits
+from ..config import params as schema
+from ..config.params import MAIN_CONTROL, MAIN_SCHEME, REPO_ROOT, SEGMENTER, main_experiment
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def resolve_data_source(source: str) -> str:
+    """Keep 'phantom'/'kaggle'; resolve a relative path from here, then from the repository."""
+    if source in ("phantom", "kaggle", "auto", "", None):
+        return source
+    path = Path(source).expanduser()
+    if not path.is_absolute() and not path.exists() and (REPO_ROOT / path).exists():
+        path = REPO_ROOT / path
+    return str(path.resolve())
+
+
+def prepare_manifest(params: schema.Params) -> pd.DataFrame:
+    """The run's manifest with split columns, written to `<run_dir>/manifest.csv`.
+
+    Scans the dataset every time (the scan cache makes a repeat cost one `stat` per file),
+    failing with every problem listed before any long work starts, adds the patient and
+    slice splits, and rewrites `manifest.csv` (atomically) only when it changed.
+    """
+    run_dir = Path(params.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = scan_source(params.data_source, params)
+    if params.evaluation == "holdout":
+        test = scan_source(params.test_data_source, params)
+        manifest = external.holdout_manifest(manifest, test)
+    manifest = splits.add_splits(manifest, n_folds=params.n_folds,
+                                 test_fraction=params.test_fraction, seed=params.seed)
+    if params.evaluation == "holdout":  # the patient folds are the two sources
+        manifest = external.holdout_manifest(manifest[manifest["source"] == "train"],
+                                             manifest[manifest["source"] == "test"])
+    elif params.evaluation == "institution":
+        manifest = external.institution_folds(manifest)
+    path = run_dir / "manifest.csv"
+    if not path.exists() or not read_manifest(run_dir).equals(manifest):
+        data.write_csv_atomic(manifest, path)
+    return manifest
+
+
+def scan_source(source: str, params: schema.Params) -> pd.DataFrame:
+    """One data source scanned and checked (every problem listed, nothing trained yet),
+    with its `dataset` column: "phantom" or "real"."""
+    folder = data.locate_dataset(resolve_data_source(source),
+                                 phantom_patients=params.phantom_patients, seed=params.seed)
+    scan = data.scan_dataset(folder, collect_problems=True)
+    if not scan.ok:
+        raise data.DatasetError(scan.problems)
+    readme = folder / "README.md"
+    is_phantom = readme.exists() and "phantom" in readme.read_text()[:2000].lower()
+    manifest = scan.manifest.copy()
+    manifest.insert(0, "dataset", "phantom" if is_phantom else "real")
+    return manifest
+
+
+def read_manifest(run_dir) -> pd.DataFrame:
+    return pd.read_csv(Path(run_dir) / "manifest.csv",
+                       dtype={"patient_id": str, "institution": str})
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def classifier_config(params: schema.Params):
+    """The parameters of the classifiers as a `classifier.TrainConfig`."""
+    from .classifier import TrainConfig
+
+    weights = None if params.weights.lower() in ("none", "") else params.weights
+    return TrainConfig(image_size=params.image_size, weights=weights, epochs=params.epochs,
+                       batch_size=params.batch_size, learning_rate=params.learning_rate,
+                       lr_decay=params.lr_decay, augment=params.augment,
+                       bank_views=params.bank_views,
+                       base_precision=base_precision(params.base_precision),
+                       standardize_features=params.standardize_features, seed=params.seed)
+
+
+def base_precision(setting: str) -> str:
+    """The frozen base's arithmetic on this machine: "auto" becomes bfloat16 where the
+    hardware has it and a bfloat16 convolution runs here (`machine.bfloat16_convolution_works`),
+    else float32; an explicit bfloat16 that cannot run is refused, saying why."""
+    if setting == "float32":
+        return setting
+    from .classifier import has_bfloat16
+
+    works = machine.bfloat16_convolution_works()
+    if setting == "auto":
+        return "bfloat16" if has_bfloat16() and works else "float32"
+    if not works:
+        raise schema.ParameterError(machine.bfloat16_refused(f"base_precision={setting}"))
+    return setting
+
+
+def segmentation_config(params: schema.Params):
+    """The parameters of the U-Net as a `segmenter.SegmentationConfig`."""
+    from .segmenter import SegmentationConfig
+
+    if params.unet_precision == "mixed_bfloat16" and not machine.bfloat16_convolution_works():
+        raise schema.ParameterError(machine.bfloat16_refused(
+            f"unet_precision={params.unet_precision}"))
+
+    widths = tuple(int(w) for w in params.unet_widths.split(",") if w.strip())
+    return SegmentationConfig(image_size=params.unet_image_size, widths=widths,
+                              epochs=params.unet_epochs, precision=params.unet_precision,
+                              seed=params.seed)
+
+
+def family(params: schema.Params, model: str):
+    """The model family that trains `model` under these parameters."""
+    if model == SEGMENTER:
+        from .segmenter import SegmenterFamily
+
+        return SegmenterFamily(segmentation_config(params))
+    from .classifier import ClassifierFamily
+
+    return ClassifierFamily(model, classifier_config(params))
+
+
+def experiments(params: schema.Params, model: str) -> tuple[tuple, tuple]:
+    """The schemes and controls a model is trained under: the classifiers also on the
+    paper's slice split and with shuffled labels when `leakage_experiment` is on."""
+    from . import runner
+
+    if model != SEGMENTER and params.runs_leakage_experiment:
+        return splits.SCHEMES, runner.CONTROLS
+    return (MAIN_SCHEME,), (MAIN_CONTROL,)
+
+
+def model_folder(params: schema.Params, model: str, manifest: pd.DataFrame | None = None) -> Path:
+    """The folder of `model`'s units under these parameters (`units/<model>-<key>`)."""
+    from . import runner
+
+    manifest = read_manifest(params.run_dir) if manifest is None else manifest
+    return runner.model_dir(params.run_dir, family(params, model), params.protocol, manifest,
+                            seed=params.seed, validation_fraction=params.validation_fraction)
+
+
+def run_models(params: schema.Params, models=None, *, force: bool = False,
+               progress: bool | str = "log") -> pd.DataFrame:
+    """Train (or read back) `models` (default: the classifiers of `params.models`) on the
+    run's manifest; return the run's predictions table for them.
+
+    Every model follows `params.protocol` through one runner. `<run_dir>/predictions.csv`
+    is rewritten with every finished unit of the current parameters, all models.
+    """
+    from . import runner
+
+    manifest = prepare_manifest(params)
+    models = params.model_names if models is None else list(models)
+    frames = []
+    for model in models:
+        schemes, controls = experiments(params, model)
+        frames.append(runner.run_units(
+            manifest, params.run_dir, [family(params, model)], protocol=params.protocol,
+            schemes=schemes, controls=controls, folds=params.folds, seed=params.seed,
+            validation_fraction=params.validation_fraction, force=force, progress=progress))
+    write_predictions_table(params, manifest)
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def run_protocol_comparison(params: schema.Params, progress: bool | str = "log") -> pd.DataFrame:
+    """The classifiers' main experiment (patient folds, true labels) under both protocols:
+    the run's own (read back) and the other one, trained here if need be; one table with
+    a `protocol` column."""
+    from . import runner
+
+    own = run_models(params, progress=progress)
+    other = "paper" if params.protocol == "validated" else "validated"
+    manifest = read_manifest(params.run_dir)
+    frames = [main_experiment(own)]
+    for model in params.model_names:
+        frames.append(runner.run_units(
+            manifest, params.run_dir, [family(params, model)], protocol=other, folds=params.folds,
+            seed=params.seed, validation_fraction=params.validation_fraction, progress=progress))
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_seed_repeats(params: schema.Params, progress: bool | str = "log") -> pd.DataFrame:
+    """The classifiers' main experiment (patient folds, true labels) once per training seed
+    (`params.training_seeds`), on the same folds: each seed sets the initial weights, the
+    batch order and the inner validation draw. One table with a `training_seed` column."""
+    from . import runner
+
+    manifest = prepare_manifest(params)
+    frames = []
+    for seed in params.training_seeds:
+        seeded = schema.Params({**params, "seed": seed})
+        for model in params.model_names:
+            frames.append(runner.run_units(
+                manifest, params.run_dir, [family(seeded, model)], protocol=params.protocol,
+                folds=params.folds, seed=seed, validation_fraction=params.validation_fraction,
+                progress=progress).assign(training_seed=seed))
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_institution_holdout(params: schema.Params, progress: bool | str = "log"
+                            ) -> tuple[pd.DataFrame, dict[str, Path]]:
+    """Every model of the run (classifiers and U-Net), trained once per institution on the
+    other institutions and scored on that one, under the run's protocol, seed and settings
+    (`external.institution_folds`): the predictions (a `fold` per institution, main
+    experiment only) and each model's unit folder. Units are keyed by the institution
+    manifest, so they sit beside the cross-validation's in the same run folder."""
+    from . import runner
+
+    manifest = external.institution_folds(prepare_manifest(params))
+    frames, folders = [], {}
+    for model in all_models(params):
+        model_family = family(params, model)
+        folders[model] = runner.model_dir(params.run_dir, model_family, params.protocol, manifest,
+                                          seed=params.seed,
+                                          validation_fraction=params.validation_fraction)
+        frames.append(runner.run_units(
+            manifest, params.run_dir, [model_family], protocol=params.protocol, seed=params.seed,
+            validation_fraction=params.validation_fraction, progress=progress))
+    return pd.concat(frames, ignore_index=True), folders
+
+
+def all_models(params: schema.Params) -> list[str]:
+    return params.model_names + [SEGMENTER]
+
+
+def write_predictions_table(params: schema.Params, manifest: pd.DataFrame) -> pd.DataFrame:
+    """`<run_dir>/predictions.csv`: every finished unit of the current parameters, with
+    the uncertainty columns of the units chapter 8 annotated (`run_trust_analyses`)."""
+    from . import runner
+
+    units = []
+    for model in all_models(params):
+        folder = model_folder(params, model, manifest)
+        schemes, controls = experiments(params, model)
+        units += [folder / runner.unit_path(*u[1:])
+                  for u in runner.list_units(manifest, [model], schemes, controls, params.folds)]
+    table = with_uncertainty(units)
+    data.write_csv_atomic(table, Path(params.run_dir) / "predictions.csv")
+    return table
+
+
+def unit_histories(params: schema.Params, models=None) -> pd.DataFrame:
+    """Every unit's per-epoch history (training and inner-validation loss and accuracy)."""
+    from . import runner
+
+    return runner.read_histories(model_folder(params, m) for m in (models or params.model_names))
+
+
+def unit_thresholds(params: schema.Params, models=None) -> pd.DataFrame:
+    """Every unit's chosen epoch and threshold, with how many rows fitted and validated."""
+    from . import runner
+
+    return runner.read_thresholds(model_folder(params, m) for m in (models or params.model_names))
+
+
+def forget_models(params: schema.Params) -> None:
+    """Delete the trained units of the current parameters (all models), so they retrain."""
+    manifest = prepare_manifest(params)
+    for model in all_models(params):
+        shutil.rmtree(model_folder(params, model, manifest), ignore_errors=True)
+
+
+def with_uncertainty(unit_dirs) -> pd.DataFrame:
+    """The predictions of finished units, with each unit's `uncertainty.csv` columns where
+    it has one."""
+    from . import runner
+
+    frames = []
+    for folder in unit_dirs:
+        predictions = runner.read_units([folder])
+        extra = Path(folder) / "uncertainty.csv"
+        if len(predictions) and extra.exists():
+            columns = pd.read_csv(extra, dtype={"patient_id": str})
+            predictions = predictions.merge(columns, on=["patient_id", "slice_number"],
+                                            how="left", validate="one_to_one")
+        frames.append(predictions)
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
