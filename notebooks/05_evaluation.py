@@ -54,8 +54,8 @@ import plotly.express as px
 from IPython.display import display
 
 import brainlib as bl
-from brainlib.chapters import (baselines, evaluation_report, leakage_report,
-                               plots, report, travel_report)
+from brainlib.chapters import baselines, evaluation_report, leakage_report
+from brainlib.chapters import plots, report, travel_report
 from brainlib.data import external
 from brainlib.measures import metrics
 from brainlib.study import notebook

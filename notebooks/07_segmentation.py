@@ -49,8 +49,8 @@ import pandas as pd
 import plotly.express as px
 
 import brainlib as bl
-from brainlib.chapters import (baselines, plots, report, runcard,
-                               segmentation_report)
+from brainlib.chapters import baselines, plots, report, runcard
+from brainlib.chapters import segmentation_report
 from brainlib.data import eda, pipeline, transform
 from brainlib.measures import metrics
 from brainlib.study import notebook
