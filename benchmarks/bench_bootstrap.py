@@ -58,7 +58,7 @@ def loop_bootstrap(y_true, pred_a, pred_b, n_resamples, seed=0):
 
 
 def main() -> None:
-    paired = st.pair_predictions(simulate_predictions(n_slices=3929, seed=0))
+    paired = st.pair_predictions(simulate_predictions(n_slices=3929, seed=0), "resnet50", "vgg16")
     y_true = paired["y_true"].to_numpy()
     pred_a, pred_b = paired["y_pred_a"].to_numpy(), paired["y_pred_b"].to_numpy()
     print(f"{len(paired)} paired slices, {N_RESAMPLES} resamples, 5 metrics x 2 models + differences")

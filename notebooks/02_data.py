@@ -58,6 +58,7 @@ P, manifest, DATASET = notebook.open_run(globals())
 # from the scanned manifest:
 
 # %% tags=["nbval-check-output"]
+notebook.glue_values({"dataset": DATASET, **eda.dataset_facts(manifest)})
 eda.class_counts(manifest)
 
 # %% [markdown]
@@ -157,3 +158,14 @@ else:
     print("patients on both sides: patient split 0%, "
           f"the paper's slice split {leaky:.0%}")
     display(splits.split_summary(manifest))
+
+# %% [markdown]
+# ## Recap
+#
+# - The **{glue:text}`dataset`** data: {glue:text}`n_patients` patients from
+#   {glue:text}`n_institutions` institutions, {glue:text}`n_slices` slices, of which
+#   {glue:text}`tumor_share:.0%` show tumor (the paper's dataset: 35%).
+# - A patient contributes a whole stack of alike slices, so every split of this book keeps
+#   each patient on one side; the paper's random slice split does not.
+# - Tumors can be small: the median tumor slice has {glue:text}`median_tumor_pixels:.0f`
+#   tumor pixels, and {glue:text}`small_tumor_share:.0%` of tumor slices have fewer than 100.

@@ -97,6 +97,7 @@ print(config)
 start = time.perf_counter()
 predictions = bl.study.run_models(P)
 n_units = predictions.groupby(["model", "scheme", "control", "fold"]).ngroups
+notebook.glue_value("n_units", n_units)
 print(f"{n_units} units, {len(predictions)} predictions "
       f"in {time.perf_counter() - start:.0f} s")
 
@@ -117,8 +118,13 @@ report.without_single_fold(
 
 # %% tags=["nbval-check-output"]
 chosen = bl.study.unit_thresholds(P)
+main_units = params.main_experiment(chosen)
+notebook.glue_values({
+    "n_main_units": len(main_units),
+    "epochs": report.range_text(main_units["best_epoch"], ".0f"),
+    "thresholds": report.range_text(main_units["threshold"], ".2f")})
 report.without_single_fold(
-    params.main_experiment(chosen)[
+    main_units[
         ["model", "fold", "n_fit", "n_validation", "best_epoch", "threshold",
          "rule"]]).round(3)
 
@@ -135,3 +141,13 @@ fig = plots.learning_curves_figure(
     title=f"Learning curves "
           f"{report.per_split(histories['fold'].nunique())} ({DATASET})")
 fig.show()
+
+# %% [markdown]
+# ## Recap
+#
+# - This run has {glue:text}`n_units` units, each one model trained on one fold of one
+#   split ({glue:text}`training_path`); a finished unit is read back, not retrained.
+# - The {glue:text}`n_main_units` units of the main experiment kept epochs
+#   {glue:text}`epochs` and thresholds {glue:text}`thresholds`, each chosen without its
+#   test patients: by its inner validation patients under the validated protocol, as the
+#   last epoch and 0.5 under the paper's.

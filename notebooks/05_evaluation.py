@@ -66,8 +66,8 @@ ANALYSIS = dict(n_resamples=report.PATIENT_RESAMPLES, seed=P.seed,
                 analysis_dir=report.analysis_dir(P.run_dir))
 MODEL_A, MODEL_B = P.model_names[:2]  # differences are A - B
 SPLIT = "hold-out" if P.is_holdout else "patient folds"  # for titles
-glue_value = notebook.glue_value  # pastes a value into the book's prose
-glue_value("dataset", DATASET)
+notebook.glue_values({"dataset": DATASET, "model_a": MODEL_A,
+                      "model_b": MODEL_B})
 
 # %% tags=["nbval-ignore-output"]
 # Reads the finished predictions when the training chapter has run;
@@ -136,7 +136,8 @@ for model, c in counts.items():
 # %% tags=["nbval-check-output"]
 table_iv = evaluation_report.table_iv(predictions, MODEL_A, MODEL_B,
                                          **ANALYSIS)
-glue_value("width_ratio", table_iv.width_ratio)
+notebook.glue_values({"width_ratio": table_iv.width_ratio,
+                      **table_iv.headline_values()})
 print("median ratio of interval widths, patients resampled / "
       f"slices resampled: {table_iv.width_ratio:.2f}")
 table_iv.table
@@ -194,8 +195,7 @@ if many_folds:
 per_patient_rule = metrics.patient_metrics(main)
 n_patients = main["patient_id"].nunique()
 tumor_free = int((main.groupby("patient_id")["y_true"].max() == 0).sum())
-glue_value("n_patients", n_patients)
-glue_value("tumor_free", tumor_free)
+notebook.glue_values({"n_patients": n_patients, "tumor_free": tumor_free})
 print(f"{n_patients} patients, {tumor_free} without any tumor slice")
 per_patient_rule[["model", "n", "tp", "fp", "fn", "tn", "accuracy", "recall",
                   "specificity", "auc", "note"]].round(3)
@@ -350,8 +350,8 @@ if leakage.available:
                      "intervals lie above chance.")
 else:  # said once, above
     controls_line = "This run trained no shuffled-label control."
-glue_value("controls_line", controls_line)
-glue_value("majority_rate", leakage.majority_rate)
+notebook.glue_values({"controls_line": controls_line,
+                      "majority_rate": leakage.majority_rate})
 
 # %% [markdown]
 # How to read these lines. A slice split helps a model by letting it recognise patients it
@@ -411,3 +411,14 @@ elif P.is_holdout:
 else:
     print("Not run in this study (institution_holdout=false).")
 
+# %% [markdown]
+# ## Recap
+#
+# - Scored on patients no unit saw in training, {glue:text}`model_a` has accuracy
+#   {glue:text}`a_accuracy` and AUC {glue:text}`a_auc`; {glue:text}`model_b` has
+#   {glue:text}`b_accuracy` and {glue:text}`b_auc` (95% intervals, patients resampled).
+# - Counting patients instead of slices as the sample changes the intervals' width by a
+#   median factor of {glue:text}`width_ratio:.2f`; {glue:text}`tumor_free` of the
+#   {glue:text}`n_patients` test patients are tumor-free, the negatives a patient-level
+#   specificity rests on.
+# - The shuffled-label controls test the pipeline for leaks. {glue:text}`controls_line`

@@ -69,9 +69,8 @@ CARD = runcard.run_card(P, manifest)
 CLAIM_TESTABLE = CARD.can_test_paper_claim
 MODEL_A, MODEL_B = P.model_names[:2]  # differences are A - B
 glue_value = notebook.glue_value  # pastes a value into the book's prose
-for name, value in (("dataset", DATASET), ("model_a", MODEL_A),
-                    ("model_b", MODEL_B), ("rope", ROPE)):
-    glue_value(name, value)
+notebook.glue_values({"dataset": DATASET, "model_a": MODEL_A,
+                      "model_b": MODEL_B, "rope": ROPE})
 
 # %% tags=["nbval-ignore-output"]
 # Reads the finished predictions when the training chapter has run;
@@ -198,11 +197,24 @@ clustered_mcnemar[["method", "unit", "b", "c", "n", "statistic",
 # what a claim about brain MRI needs. Both models are recomputed on the same resample, so
 # the difference keeps its pairing. Intervals are BCa (bias-corrected and accelerated),
 # falling back to percentiles where BCa is undefined (the `ci_method` column says which).
-# With few patients BCa's corrections are themselves noisy, so the patient rows also carry
-# the plain percentile limits of the same bootstrap (`percentile_low`, `percentile_high`).
+# `bl.stats.bootstrap_metrics` resamples slices by default and patients with
+# `cluster="patient_id"`.
 
 # %% tags=["nbval-check-output"]
-comparison.intervals.round(3)
+by_slice = bl.stats.bootstrap_metrics(
+    paired, n_resamples=report.SLICE_RESAMPLES, seed=P.seed)
+by_patient = bl.stats.bootstrap_metrics(
+    paired, cluster="patient_id", n_resamples=report.PATIENT_RESAMPLES,
+    seed=P.seed)
+print(by_slice.title(), by_patient.title(), sep="\n")
+comparison_report.intervals_table(by_slice.to_frame(),
+                                  by_patient.to_frame()).round(3)
+
+# %% [markdown]
+# The AUC is resampled by patients in the same way (`bl.stats.cluster_bootstrap_auc`, in
+# the DeLong section below). With few patients BCa's corrections are themselves noisy;
+# chapter 5 gives the plain percentile limits of the same patient bootstrap
+# (`method="percentile"`) beside each BCa interval.
 
 # %%
 for name in ("estimate", "ci_low", "ci_high"):
@@ -233,8 +245,12 @@ plots.forest_figure(
 # independent trials, so its intervals are too narrow for patients.
 
 # %% tags=["nbval-check-output"]
-comparison.posteriors.drop(columns=["scheme", "control", "alpha", "beta"],
-                           errors="ignore").round(4)
+two_models = report.main_predictions(predictions).query(
+    "model in [@MODEL_A, @MODEL_B]")
+posteriors = bl.stats.posterior_table(two_models,
+                                      prior=bl.stats.DEFAULT_PRIOR)
+posteriors.drop(columns=["scheme", "control", "alpha", "beta"],
+                errors="ignore").round(4)
 
 # %%
 plots.posterior_figure(
@@ -320,29 +336,14 @@ comparison.auc_tests[["method", "auc_a", "auc_b", "difference", "se",
 # freedom has heavy tails.
 
 # %% tags=["nbval-check-output"]
-fold_accuracy = comparison.fold_tests.get("accuracy")
-if comparison.n_folds < 2:
-    fold_line = (f"Not applicable to this run (evaluation={P.evaluation}): "
-                 "its one test set gives nothing to compare split by split.")
-    print(fold_line)
-else:
-    print(f"{len(comparison.fold_tests)} metrics tested across "
-          f"{comparison.n_folds} folds"
-          + "".join(f"\n  not tested: {m}: {why}"
-                    for m, why in comparison.fold_skipped.items()))
-    display(comparison.fold_table.drop(columns=["model_a", "model_b"],
-                                       errors="ignore").round(4))
-if fold_accuracy:
-    display(fold_accuracy.per_fold.round(4))
-    fold_line = (
-        f"On accuracy, the corrected t-test over {comparison.n_folds} folds "
-        f"gives p = {fold_accuracy.corrected_ttest.pvalue:.3g}, and the "
-        f"correlated t-test P({MODEL_A} better by more than the ROPE) = "
-        f"{fold_accuracy.bayesian.p_a_better:.3f}.")
+lines, tables, fold_line = comparison_report.fold_section(comparison,
+                                                          P.evaluation)
+print(*lines, sep="\n")
+display(*tables)
 glue_value("fold_line", fold_line)
 
 # %%
-if fold_accuracy:
+if fold_accuracy := comparison.fold_tests.get("accuracy"):
     plots.t_posterior_figure(fold_accuracy.bayesian, rope=ROPE, title=(
         "Bayesian correlated t-test, accuracy, "
         f"{comparison.n_folds} folds ({DATASET})"),
@@ -364,17 +365,8 @@ if fold_accuracy:
 # slices are independent; and the fold-level corrected t-tests.
 
 # %% tags=["nbval-check-output"]
-holm = comparison.holm
-counts = []
-for family in comparison_report.HOLM_FAMILIES:
-    n_tests = int((holm.index.get_level_values("family") == family).sum())
-    if n_tests:
-        counts.append(f"{comparison.rejected.get(family, 0)} of {n_tests} "
-                      f"{family.split(' (')[0]} tests")
-holm_line = ("After Holm's correction, " + " and ".join(counts)
-             + " reject \"no difference\" at the 5% level.")
-glue_value("holm_line", holm_line)
-holm.droplevel("row").round(4)
+glue_value("holm_line", comparison_report.holm_sentence(comparison))
+comparison.holm.droplevel("row").round(4)
 
 # %% [markdown]
 # {glue:text}`holm_line`
@@ -466,16 +458,7 @@ table_iv.round(3)
 # %% tags=["nbval-check-output"]
 for finding in audit.findings:
     print("-", finding)
-scores = audit.rounding.set_index("orientation").loc[chosen]
-f1 = table_iv[table_iv["metric"] == "f1"]
-reproduced = f1["matches_rounded"] | f1["matches_truncated"]
-glue_value("table_iv_entries", int(scores["entries"]))
-glue_value("table_iv_truncated", int(scores["matches_truncated"]))
-glue_value("table_iv_rounded", int(scores["matches_rounded"]))
-glue_value("f1_models", int((f1["source"] == "counts").sum()))
-glue_value("f1_from_counts", int(reproduced[f1["source"] == "counts"].sum()))
-glue_value("f1_from_printed",
-           int(reproduced[f1["source"] != "counts"].sum()))
+notebook.glue_values(audit.rounding_values())
 
 # %% [markdown]
 # The findings above are written by the audit from its computed values. Of the
@@ -516,18 +499,9 @@ report.joined_intervals(
 # %% tags=["nbval-check-output"]
 allowed = audit.mcnemar[chosen]
 print(allowed.note)
-pvalue_range = allowed.pvalue_range()
-for method in ("exact", "midp", "chi2", "chi2_corrected"):
-    for end in ("min", "max"):
-        glue_value(f"paper_p_{method}_{end}",
-                   float(pvalue_range.loc[method, end]))
+notebook.glue_values(allowed.values(prefix="paper"))
 frame = allowed.to_frame()
-glue_value("paper_both_wrong_min", int(frame["both_wrong"].min()))
-glue_value("paper_both_wrong_max", int(frame["both_wrong"].max()))
-glue_value("paper_difference", float(frame["difference"].iloc[0]))
-glue_value("paper_ci_low", float(frame["ci_low"].min()))
-glue_value("paper_ci_high", float(frame["ci_high"].max()))
-pvalue_range.map(lambda p: f"{p:.3g}")
+allowed.pvalue_range().map(lambda p: f"{p:.3g}")
 
 # %% tags=["nbval-check-output"]
 frame.assign(**{m: frame[m].map(lambda p: f"{p:.3g}")
@@ -604,3 +578,24 @@ print("\n".join(comparison_report.conclusions(
 # %% tags=["nbval-check-output"]
 with pd.option_context("display.max_colwidth", 120):
     display(comparison_report.priors_table(comparison, PAPER_PRIOR))
+
+# %% [markdown]
+# ## Recap
+#
+# Each method of this chapter on this run's {glue:text}`n_slices` slices of
+# {glue:text}`n_patients` patients, {glue:text}`model_a` minus {glue:text}`model_b`:
+#
+# - **McNemar** (`bl.stats.mcnemar_test`): exact p = {glue:text}`mcnemar_exact_p:.3g` with
+#   slices as trials, Durkalski p = {glue:text}`mcnemar_durkalski_p:.3g` with patients.
+# - **Bootstrap** (`bl.stats.bootstrap_metrics`, patients resampled): accuracy difference
+#   {glue:text}`boot_accuracy_estimate:+.3f`, 95% CI {glue:text}`boot_accuracy_ci_low:+.3f`
+#   to {glue:text}`boot_accuracy_ci_high:+.3f`.
+# - **Bayesian** (`bl.stats.patient_paired_posterior`): P({glue:text}`model_a` better) =
+#   {glue:text}`posterior_patients_p_a_better:.3f`, P(inside the ROPE) =
+#   {glue:text}`posterior_patients_p_rope:.3f`.
+# - **DeLong** (`bl.stats.delong_test`): AUC difference {glue:text}`delong_difference:+.3f`,
+#   p = {glue:text}`delong_clustered_p:.3g` clustered by patient.
+# - **Holm**: {glue:text}`holm_line`
+# - **The paper's tables** allow exact McNemar p-values from
+#   {glue:text}`paper_p_exact_min:.2g` to {glue:text}`paper_p_exact_max:.2g`, on slices
+#   that include the training slices of a slice split.

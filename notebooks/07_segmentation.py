@@ -44,14 +44,13 @@ overrides = {}
 import tensorflow as tf  # noqa: F401
 
 # %% tags=["hide-input"]
-import numpy as np
 import pandas as pd
 import plotly.express as px
 
 import brainlib as bl
 from brainlib.chapters import baselines, plots, report, runcard
 from brainlib.chapters import segmentation_report
-from brainlib.data import eda, pipeline, transform
+from brainlib.data import pipeline, transform
 from brainlib.measures import metrics
 from brainlib.study import notebook
 
@@ -143,6 +142,10 @@ print(f"mean per-patient Dice ({DATASET}, patients with a tumor): "
       f"95% CI {interval.ci_low:.3f}-{interval.ci_high:.3f} BCa, "
       f"{steady.ci_low:.3f}-{steady.ci_high:.3f} percentile "
       f"(one bootstrap of {interval.n_patients} patients)")
+notebook.glue_values({"dataset": DATASET, "mean_dice": interval.mean,
+                      "dice_low": interval.ci_low,
+                      "dice_high": interval.ci_high,
+                      "dice_patients": interval.n_patients})
 
 # %%
 per_patient = raw.patients.sort_values("dice")
@@ -177,27 +180,8 @@ segmentation_report.missed_overlap(three, ["unet", *P.model_names]).table
 # blue (purple where they agree).
 
 # %%
-rows, predicted = bl.training.masks.predicted_masks(folder, manifest)
-rows = rows.reset_index()
-scored = per_patient[per_patient["n_tumor_slices"] > 0]
-tiles, names = [], []
-for label, patient in (("best", scored["patient_id"].iloc[-1]),
-                       ("worst", scored["patient_id"].iloc[0])):
-    own = rows[rows["patient_id"] == patient]
-    position = own["tumor_pixels"].idxmax()
-    image = pipeline.load_images(rows.loc[[position]],
-                                    predicted.shape[1])[0]
-    true = pipeline.load_masks(rows.loc[[position]],
-                                  predicted.shape[1])[0] > 0
-    tile = eda.overlay(image, true, color=(255, 40, 40))
-    tiles.append(eda.overlay(tile, predicted[position],
-                                color=(40, 90, 255)))
-    names.append(f"{label}: {patient}, "
-                 f"slice {rows.loc[position, 'slice_number']}")
-fig = px.imshow(np.concatenate(tiles, axis=1),
-                title=f"{' | '.join(names)} ({DATASET})")
-fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
-fig.show()
+segmentation_report.best_worst_masks_figure(folder, manifest, per_patient,
+                                            DATASET).show()
 
 # %% [markdown]
 # ## A slice's score, alone or with its neighbours
@@ -224,8 +208,11 @@ by_fold = segmentation_report.auc_by_fold(
 # DeLong tests of the AUCs, clustered by patient.
 
 # %% tags=["nbval-check-output"]
-metrics.metrics_table(three, by=("model",)).drop(
-    columns=["note"]).round(3)
+by_model = metrics.metrics_table(three, by=("model",)).drop(
+    columns=["note"])
+notebook.glue_values(by_model.set_index("model").loc[
+    "unet", ["accuracy", "auc"]].add_prefix("unet_").to_dict())
+by_model.round(3)
 
 # %% tags=["nbval-check-output"]
 report.joined_intervals(
@@ -262,3 +249,14 @@ print("\n".join(segmentation_report.worth_sentences(
     segmentation_report.paired_comparison(three, "unet",
                                                 P.model_names),
     DATASET, (len(tested & runcard.looked_at_patients()), len(tested)))))
+
+# %% [markdown]
+# ## Recap
+#
+# - On the **{glue:text}`dataset`** data, the U-Net's masks reach a mean per-patient Dice of
+#   {glue:text}`mean_dice:.3f` (95% CI {glue:text}`dice_low:.3f` to
+#   {glue:text}`dice_high:.3f`, BCa, {glue:text}`dice_patients` patients with a tumor).
+# - Scored by its largest pixel logits, the U-Net is a slice classifier too: AUC {glue:text}`unet_auc:.3f` and accuracy {glue:text}`unet_accuracy:.3f` on the
+#   same test slices as the two classifiers, compared with them by the same paired tests.
+# - The comparison cannot separate what the masks bring from what training every layer
+#   brings: the U-Net differs from the classifiers in both.

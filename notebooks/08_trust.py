@@ -59,8 +59,7 @@ from brainlib.study import notebook
 
 P, manifest, DATASET = notebook.open_run(globals())
 MODELS = [*P.model_names, "unet"]
-glue_value = notebook.glue_value
-glue_value("dataset", DATASET)
+notebook.glue_value("dataset", DATASET)
 
 # %% [markdown]
 # ## The uncertainty of each prediction
@@ -224,6 +223,7 @@ gradcam.drop(columns=[c for c in gradcam.columns if c.endswith(" value")])
 # %% tags=["nbval-check-output"]
 cells = trust_report.heatmap_cells(P, P.model_names)
 print("\n".join(trust_report.gradcam_sentences(gradcam, cells)))
+notebook.glue_values(trust_report.recap_values(calibration, errors, gradcam))
 
 # %%
 per_patient = trust_report.gradcam_patients(heatmap_scores)
@@ -247,3 +247,16 @@ trust_report.heatmap_overlay_figure(
     P, manifest, per_patient,
     f"Grad-CAM heatmaps, best and worst patient per model ({DATASET})"
 ).show()
+
+# %% [markdown]
+# ## Recap
+#
+# - **Calibration:** temperature scaling, fitted on inner-validation patients, lowered the
+#   ECE of {glue:text}`scaling_lowered` of the {glue:text}`n_scaled` models it was fitted for;
+#   it changes no call, only the probabilities.
+# - **Referral:** for {glue:text}`flagging_models` of {glue:text}`n_flagged_models` models
+#   some uncertainty measure flags the model's own errors better than chance (its AUROC
+#   interval above 0.5); only such a measure makes handing the least sure slices to a
+#   radiologist worth it.
+# - **Grad-CAM:** {glue:text}`pointing_models` of {glue:text}`n_heatmap_models` classifiers'
+#   heatmaps have their maximum inside the tumor more often than a heatmap that knows nothing.

@@ -316,6 +316,8 @@ _SCROLL_TO_FIRST_FIGURE = """(() => {
   window.scrollTo(0, target.getBoundingClientRect().top + window.scrollY - 80);
   return document.querySelectorAll('.js-plotly-plot .main-svg').length;
 })()"""
+# The page's last screen: where each chapter's recap stands.
+_SCROLL_TO_END = "window.scrollTo(0, document.body.scrollHeight)"
 # Ready once plotly.js took over every figure and MathJax typeset every equation.
 _PAGE_READY = """(() => {
   const figures = document.querySelectorAll('div.plotly-graph-div').length;
@@ -398,7 +400,7 @@ def read_pages(html_dir: str | os.PathLike, pages: list[str] | None = None,
                ready_timeout_s: float = 20) -> list[PageReading]:
     """Open every page in one headless Chromium (network refused), wait for plotly.js and
     MathJax, and read what it shows (`PageReading`). Each chapter (`notebooks/`) is
-    screenshot at its top and, where it has one, at its first figure."""
+    screenshot at its top, where it has one at its first figure, and at its end."""
     html_dir = Path(html_dir)
     pages = book_pages(html_dir) if pages is None else pages
     width, height = window_size
@@ -431,6 +433,7 @@ def read_pages(html_dir: str | os.PathLike, pages: list[str] | None = None,
                     shots = [("", "window.scrollTo(0, 0)")]
                     if scan.figures:
                         shots.append(("-figure", _SCROLL_TO_FIRST_FIGURE))
+                    shots.append(("-end", _SCROLL_TO_END))
                     for suffix, scroll in shots:
                         evaluate(scroll)
                         time.sleep(0.5)  # let the scroll and plotly's last frame paint

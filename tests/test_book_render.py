@@ -147,7 +147,8 @@ def test_the_readers_check_finds_each_problem(tmp_path):
     assert "0/1 plotly figures drawn" in problems
     assert "0/1 equations typeset" in problems
     assert all(line.startswith("notebooks/bad.html: ") for line in reading.problems())
-    assert reading.screenshots == [tmp_path / "bad.png", tmp_path / "bad-figure.png"]
+    assert reading.screenshots == [tmp_path / "bad.png", tmp_path / "bad-figure.png",
+                                   tmp_path / "bad-end.png"]
 
 
 def test_table_cells_and_text_tables_are_read_from_the_dom():

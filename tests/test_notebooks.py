@@ -1,6 +1,7 @@
 """Notebook pairs are in sync, each has a papermill interface, Colab links agree with
 the book's configuration, and the study runner executes and resumes."""
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -45,6 +46,24 @@ def test_each_notebook_declares_only_profile_and_overrides(source):
     assert study.declared_parameters(jupytext.read(source)) == set(parameters)
     assert "notebook.start(globals())" in source.read_text() or \
         "notebook.open_run(globals())" in source.read_text()
+
+
+GLUE_ROLE = re.compile(r"\{glue:text\}`([A-Za-z0-9_]+)")
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_each_chapter_ends_with_a_recap_of_glued_values(source):
+    """A recap closes every chapter and quotes computed values; every value a chapter's prose
+    pastes in is glued by one of its executed cells (a missing one is an error in the book)."""
+    executed = jupytext.read(source.with_suffix(".ipynb"))
+    last = executed.cells[-1]
+    assert last.cell_type == "markdown" and last.source.startswith("## Recap"), source.name
+    assert GLUE_ROLE.search(last.source), f"{source.name}: its recap quotes no computed value"
+    quoted = {name for cell in executed.cells if cell.cell_type == "markdown"
+              for name in GLUE_ROLE.findall(cell.source)}
+    glued = {output.get("metadata", {}).get("scrapbook", {}).get("name")
+             for cell in executed.cells for output in cell.get("outputs", [])}
+    assert not quoted - glued, f"{source.name}: quoted but never glued: {sorted(quoted - glued)}"
 
 
 def copy_pairs(target: Path) -> list[Path]:

@@ -12,7 +12,8 @@ from simulated import simulate_predictions
 
 @pytest.fixture(scope="module")
 def paired():
-    return st.pair_predictions(simulate_predictions(n_patients=30, n_slices=500, seed=2))
+    return st.pair_predictions(simulate_predictions(n_patients=30, n_slices=500, seed=2),
+                              "resnet50", "vgg16")
 
 
 def test_confusion_matrix_figure_shows_the_counts():

@@ -20,7 +20,7 @@ def paired_run(n_patients, slices_per_patient=20, separations=(("resnet50", 3.0)
                                                                ("vgg16", 2.0)), seed=1):
     p = simulate_predictions(n_patients=n_patients, n_slices=n_patients * slices_per_patient,
                              n_folds=4, separations=separations, seed=seed)
-    return stats.pair_predictions(p)
+    return stats.pair_predictions(p, "resnet50", "vgg16")
 
 
 def hand_table():
@@ -38,14 +38,15 @@ def hand_table():
                 rows.append({"model": model, "scheme": "patient", "control": "none", "fold": 0,
                              "patient_id": patient, "slice_number": slice_number, "y_true": 1,
                              "p_tumor": 0.9 if r else 0.1, "y_pred": r})
-    return stats.pair_predictions(pd.DataFrame(rows))
+    return stats.pair_predictions(pd.DataFrame(rows), "resnet50", "vgg16")
 
 
 def identical_models_table():
     """Both models give the same prediction on every slice."""
     p = simulate_predictions(n_patients=12, n_slices=240, n_folds=3, seed=3)
     a = p[p["model"] == "resnet50"]
-    return stats.pair_predictions(pd.concat([a, a.assign(model="vgg16")], ignore_index=True))
+    return stats.pair_predictions(pd.concat([a, a.assign(model="vgg16")], ignore_index=True),
+                                  "resnet50", "vgg16")
 
 
 # ---------------------------------------------------------------------------- cluster SE and MDD

@@ -532,3 +532,81 @@ def test_a_holdout_names_both_folders_in_the_closing_summary():
                     "in all 3 patients, 4 slices, 2 with tumor")
     assert study.data_in_words(rows.drop(columns="source")) == (
         "/d/train/kaggle_3m (3 patients, 4 slices, 2 with tumor)")
+
+
+# ---------------------------------------------------------------------------- chapter 06's calls
+
+def test_the_chapters_bootstrap_calls_give_the_comparisons_intervals(main):
+    """Chapter 06 shows bl.stats.bootstrap_metrics; its table must be the one compare_models
+    keeps for the conclusions (same resamples, same seed)."""
+    result = cr.compare_models(main, *MODELS, rope=0.01, n_resamples=N_RESAMPLES, seed=3,
+                               slice_resamples=1000)
+    paired = result.paired
+    by_slice = stats.bootstrap_metrics(paired, n_resamples=1000, seed=3).to_frame()
+    by_patient = stats.bootstrap_metrics(paired, cluster="patient_id",
+                                         n_resamples=N_RESAMPLES, seed=3).to_frame()
+    table = cr.intervals_table(by_slice, by_patient)
+    kept = result.intervals.loc[table.index, table.columns]
+    pd.testing.assert_frame_equal(table, kept)
+    assert table.index.get_level_values("model").unique().tolist() == [*MODELS,
+                                                                        "resnet50 - vgg16"]
+    assert "auc" not in table.index.get_level_values("metric")  # only in the comparison's
+    assert "percentile_low" in result.intervals
+
+
+def test_the_chapters_posterior_table_is_the_comparisons(main):
+    result = cr.compare_models(main, *MODELS, rope=0.01, n_resamples=N_RESAMPLES, seed=0,
+                               slice_resamples=1000)
+    shown = stats.posterior_table(report.main_predictions(main), prior=stats.DEFAULT_PRIOR)
+    pd.testing.assert_frame_equal(shown, result.posteriors)
+
+
+def test_fold_section_and_holm_sentence(main):
+    result = cr.compare_models(main, *MODELS, rope=0.01, n_resamples=N_RESAMPLES, seed=0,
+                               slice_resamples=1000)
+    lines, tables, line = cr.fold_section(result, "patient_cv")
+    assert lines[0].startswith("6 metrics tested across 3 folds") and len(tables) == 2
+    accuracy = result.fold_tests["accuracy"]
+    assert f"p = {accuracy.corrected_ttest.pvalue:.3g}" in line
+    one_fold = main.assign(fold=0)
+    single = cr.compare_models(one_fold, *MODELS, rope=0.01, n_resamples=N_RESAMPLES, seed=0,
+                               slice_resamples=1000)
+    lines, tables, line = cr.fold_section(single, "holdout")
+    assert tables == [] and lines == [line] and "evaluation=holdout" in line
+    sentence = cr.holm_sentence(result)
+    rejected = result.rejected
+    assert sentence.startswith("After Holm's correction, ")
+    assert f"{rejected.get(cr.SLICE_FAMILY, 0)} of 4 slice-level tests" in sentence
+    assert f"{rejected.get(cr.FOLD_FAMILY, 0)} of 6 fold-level tests" in sentence
+    assert "fold-level" not in cr.holm_sentence(single)
+
+
+def test_audit_values_are_the_tables_numbers():
+    found = audit.audit_paper()
+    allowed = found.mcnemar[found.matching_orientation]
+    values = allowed.values(prefix="paper")
+    frame = allowed.to_frame()
+    assert values["paper_p_exact_max"] == frame["exact"].max()
+    assert values["paper_p_chi2_min"] == frame["chi2"].min()
+    assert values["paper_both_wrong_min"] == frame["both_wrong"].min()
+    assert values["paper_ci_high"] == frame["ci_high"].max()
+    assert len([k for k in values if k.startswith("paper_p_")]) == 2 * len(stats.MCNEMAR_METHODS)
+    rounding = found.rounding_values()
+    scores = found.rounding.set_index("orientation").loc[found.matching_orientation]
+    assert rounding["table_iv_entries"] == scores["entries"]
+    assert 0 <= rounding["f1_from_counts"] <= rounding["f1_models"]
+
+
+def test_range_text():
+    assert report.range_text([3, 7, 5], ".0f") == "3 to 7"
+    assert report.range_text([0.5, 0.5], ".2f") == "0.50"
+    assert report.range_text([np.nan], ".2f") == "-"
+
+
+def test_headline_values_are_the_patient_intervals(main, full):
+    table = er.table_iv(full, *MODELS, n_resamples=N_RESAMPLES, seed=0)
+    values = table.headline_values()
+    assert set(values) == {"a_accuracy", "b_accuracy", "a_auc", "b_auc"}
+    row = table.values.set_index(["model", "metric"]).loc[("vgg16", "accuracy")]
+    assert values["b_accuracy"] == report.interval_text(row["estimate"], row["patients_low"],
+                                                        row["patients_high"])

@@ -13,6 +13,8 @@ from brainlib import stats as st
 from brainlib.stats import bootstrap, roc
 from simulated import simulate_predictions
 
+MODELS = ("resnet50", "vgg16")
+
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -30,7 +32,7 @@ def predictions_from_arrays(y_true, pred_a, pred_b, p_a=None, p_b=None, patient=
 
 
 def paired_from_arrays(*args, **kwargs):
-    return st.pair_predictions(predictions_from_arrays(*args, **kwargs))
+    return st.pair_predictions(predictions_from_arrays(*args, **kwargs), *MODELS)
 
 
 def paired_with_cells(n11, n10, n01, n00, positives_first=True, seed=0):
@@ -51,7 +53,7 @@ def simulated():
 
 @pytest.fixture(scope="module")
 def simulated_paired(simulated):
-    return st.pair_predictions(simulated)
+    return st.pair_predictions(simulated, *MODELS)
 
 
 # ---------------------------------------------------------------------------- pairing
@@ -67,15 +69,15 @@ def test_pairing_is_one_to_one_and_keeps_names(simulated, simulated_paired):
 def test_pairing_refuses_duplicates_missing_rows_and_label_conflicts(simulated):
     duplicated = pd.concat([simulated, simulated.iloc[[0]]], ignore_index=True)
     with pytest.raises(ValueError, match="one row per"):
-        st.pair_predictions(duplicated)
+        st.pair_predictions(duplicated, *MODELS)
     missing = simulated.drop(index=simulated.index[-1])
     with pytest.raises(ValueError, match="0 rows only in 'resnet50' and 1 only|1 rows only in 'resnet50'"):
-        st.pair_predictions(missing)
+        st.pair_predictions(missing, *MODELS)
     conflict = simulated.copy()
     conflict.loc[conflict.index[-1], "y_true"] = 1 - conflict.loc[conflict.index[-1], "y_true"]
     conflict.loc[conflict.index[-1], "y_pred"] = 0
     with pytest.raises(ValueError, match="share y_true"):
-        st.pair_predictions(conflict)
+        st.pair_predictions(conflict, *MODELS)
     with pytest.raises(ValueError, match="expected model 'densenet'"):
         st.pair_predictions(simulated, "resnet50", "densenet")
 
@@ -83,7 +85,7 @@ def test_pairing_refuses_duplicates_missing_rows_and_label_conflicts(simulated):
 def test_mixed_experiments_are_refused(simulated):
     other = simulated.copy()
     other["control"] = "shuffled_labels"
-    paired = st.pair_predictions(pd.concat([simulated, other], ignore_index=True))
+    paired = st.pair_predictions(pd.concat([simulated, other], ignore_index=True), *MODELS)
     assert len(paired) == len(simulated)  # control is part of the key
     with pytest.raises(ValueError, match="one \\(scheme, control\\) experiment"):
         st.bootstrap_metrics(paired, n_resamples=10)
@@ -497,14 +499,14 @@ def test_bayesian_correlated_ttest_by_hand_and_against_baycomp():
 
 
 def test_compare_folds_uses_fold_sizes_and_identical_models_give_no_difference(simulated):
-    comparison = st.compare_folds(simulated)
+    comparison = st.compare_folds(simulated, "accuracy", *MODELS)
     per_fold = comparison.per_fold
     assert comparison.bayesian.rho == pytest.approx(per_fold["n"].mean() / per_fold["n"].sum())
     assert comparison.corrected_ttest.n_folds == simulated["fold"].nunique()
     same = simulated.copy()
     same.loc[same.model == "vgg16", ["p_tumor", "y_pred"]] = \
         same.loc[same.model == "resnet50", ["p_tumor", "y_pred"]].to_numpy()
-    identical = st.compare_folds(same)
+    identical = st.compare_folds(same, "accuracy", *MODELS)
     assert identical.corrected_ttest.pvalue == 1.0 and identical.bayesian.p_rope == 1.0
     assert "Nadeau-Bengio" in str(comparison)
 

@@ -38,7 +38,8 @@ FOUR_PATIENTS = [(4, 3, 0), (2, 0, 1), (5, 1, 1), (4, 2, 0)]
 
 @pytest.fixture(scope="module")
 def simulated_paired():
-    return st.pair_predictions(simulate_predictions(n_patients=30, n_slices=900, seed=5))
+    return st.pair_predictions(simulate_predictions(n_patients=30, n_slices=900, seed=5),
+                              "resnet50", "vgg16")
 
 
 # ------------------------------------------------------------------ clustered McNemar

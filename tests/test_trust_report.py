@@ -133,3 +133,17 @@ def test_an_ece_at_its_intervals_edge_is_said_to_be():
     assert "For the ECE as trained, the estimate sits at the edge of its interval" in sentence
     centred = table.assign(**{"ECE low": 0.03})
     assert "edge" not in trust_report.calibration_sentences(centred)[0]
+
+
+def test_recap_values_count_what_the_tables_say():
+    calibration = pd.DataFrame({
+        "model": ["a", "a", "b", "b", "c"],
+        "probability": ["as trained", "temperature-scaled"] * 2 + ["as trained"],
+        "ECE": [0.10, 0.05, 0.04, 0.06, 0.2]})
+    errors = error_rows({"entropy": (0.8, 0.7, 0.9), "margin": (0.5, 0.4, 0.6)})
+    errors = pd.concat([errors, errors.assign(model="n", low=0.45)], ignore_index=True)
+    gradcam = pd.DataFrame({"model": ["a", "b"], "pointing game value": [0.3, 0.05],
+                            "random-heatmap baseline value": [0.1, 0.1]})
+    values = trust_report.recap_values(calibration, errors, gradcam)
+    assert values == {"n_scaled": 2, "scaling_lowered": 1, "n_flagged_models": 2,
+                      "flagging_models": 1, "n_heatmap_models": 2, "pointing_models": 1}

@@ -178,6 +178,19 @@ class McNemarRange(Result):
     def to_frame(self) -> pd.DataFrame:
         return self.frame.copy()
 
+    def values(self, prefix: str = "paper") -> dict:
+        """The numbers chapter 06's prose quotes, by name: each variant's p-value range, the
+        range of slices both models got wrong, the difference and the widest CI."""
+        found = {f"{prefix}_p_{method}_{end}": float(value)
+                 for method, ends in self.pvalue_range().iterrows()
+                 for end, value in ends.items()}
+        return {**found,
+                f"{prefix}_both_wrong_min": int(self.frame["both_wrong"].min()),
+                f"{prefix}_both_wrong_max": int(self.frame["both_wrong"].max()),
+                f"{prefix}_difference": float(self.frame["difference"].iloc[0]),
+                f"{prefix}_ci_low": float(self.frame["ci_low"].min()),
+                f"{prefix}_ci_high": float(self.frame["ci_high"].max())}
+
     def title(self) -> str:
         return f"McNemar p-values allowed by the published tables, {self.model_a} vs {self.model_b}"
 
@@ -254,6 +267,22 @@ class PaperAudit(Result):
     def to_frame(self) -> pd.DataFrame:
         """Table IV, printed against recomputed, under both readings."""
         return self.table_iv.copy()
+
+    def rounding_values(self) -> dict:
+        """Under the matching reading: how many Table IV entries truncation and rounding
+        reproduce, and for how many models F1 follows from the counts and from the printed
+        precision and recall."""
+        scores = self.rounding.set_index("orientation").loc[self.matching_orientation]
+        table_iv = self.table_iv[self.table_iv["orientation"] == self.matching_orientation]
+        f1 = table_iv[table_iv["metric"] == "f1"]
+        reproduced = f1["matches_rounded"] | f1["matches_truncated"]
+        from_counts = f1["source"] == "counts"
+        return {"table_iv_entries": int(scores["entries"]),
+                "table_iv_truncated": int(scores["matches_truncated"]),
+                "table_iv_rounded": int(scores["matches_rounded"]),
+                "f1_models": int(from_counts.sum()),
+                "f1_from_counts": int(reproduced[from_counts].sum()),
+                "f1_from_printed": int(reproduced[~from_counts].sum())}
 
     def summary(self) -> str:
         with pd.option_context("display.width", 140, "display.max_columns", 20,

@@ -18,6 +18,7 @@ import pandas as pd
 from ..measures import metrics
 from .. import stats
 from .report import (
+    SLICE_RESAMPLES,
     differences_only,
     interval_side,
     lean,
@@ -28,13 +29,13 @@ from .report import (
 
 FOLD_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "auc")
 BETA_PRIOR = stats.DEFAULT_PRIOR
+"""The prior of each model's proportions (Beta-Binomial): the library's one default."""
 SLICE_FAMILY = "slice-level (McNemar, DeLong)"
 PATIENT_FAMILY = "patient-level (Durkalski McNemar, clustered DeLong)"
 FOLD_FAMILY = "fold-level (corrected t)"
 HOLM_FAMILIES = (SLICE_FAMILY, PATIENT_FAMILY, FOLD_FAMILY)
 """The Holm families, each corrected on its own: the same four questions asked with slices,
 then patients, as the unit, and the fold-level t-tests."""
-"""The prior of each model's proportions (Beta-Binomial): the library's one default."""
 
 
 @dataclass
@@ -158,8 +159,23 @@ def _fold_tests(main, model_a, model_b, rope, n_folds):
     return tests, skipped
 
 
+def intervals_table(by_slice: pd.DataFrame, by_patient: pd.DataFrame) -> pd.DataFrame:
+    """Slice and patient bootstrap intervals side by side, one row per (metric, model,
+    resampled), each model then the difference; the patient rows keep any percentile
+    limits (``report.with_percentile``) and any metric only one of them has (the AUC)."""
+    columns = ["estimate", "ci_low", "ci_high", "ci_method"]
+    extra = [c for c in ("percentile_low", "percentile_high") if c in by_patient]
+    models = list(dict.fromkeys(by_slice["model"]).keys())
+    intervals = pd.concat(
+        {"slices": by_slice.set_index(["metric", "model"])[columns],
+         "patients": by_patient.set_index(["metric", "model"])[columns + extra]},
+        names=["resampled"]).reorder_levels([1, 2, 0])
+    order = pd.MultiIndex.from_product([list(FOLD_METRICS), models, ["slices", "patients"]])
+    return intervals.reindex([key for key in order if key in intervals.index])
+
+
 def compare_models(predictions: pd.DataFrame, model_a: str, model_b: str, rope: float,
-                   n_resamples: int, seed: int, slice_resamples: int = 10_000,
+                   n_resamples: int, seed: int, slice_resamples: int = SLICE_RESAMPLES,
                    analysis_dir=None) -> ModelComparison:
     """Chapter 06's part 1 on the main experiment: every paired test of a against b.
 
@@ -175,16 +191,7 @@ def compare_models(predictions: pd.DataFrame, model_a: str, model_b: str, rope: 
                           columns=[f"{model_b} right", f"{model_b} wrong"])
     by_slice = stats.bootstrap_metrics(paired, n_resamples=slice_resamples, seed=seed).to_frame()
     by_patient = with_percentile(paired, n_resamples, seed, analysis_dir=analysis_dir)
-    columns = ["estimate", "ci_low", "ci_high", "ci_method"]
-    percentile = ["percentile_low", "percentile_high"]
-    intervals = pd.concat(
-        {"slices": by_slice.set_index(["metric", "model"])[columns],
-         "patients": by_patient.set_index(["metric", "model"])[columns + percentile]},
-        names=["resampled"]).reorder_levels([1, 2, 0])
-    order = pd.MultiIndex.from_product([list(FOLD_METRICS),
-                                        [model_a, model_b, f"{model_a} - {model_b}"],
-                                        ["slices", "patients"]])
-    intervals = intervals.reindex([key for key in order if key in intervals.index])
+    intervals = intervals_table(by_slice, by_patient)
     differences = pd.concat([differences_only(by_slice).assign(unit="slices"),
                              differences_only(by_patient).assign(unit="patients")],
                             ignore_index=True)
@@ -246,6 +253,37 @@ def compare_models(predictions: pd.DataFrame, model_a: str, model_b: str, rope: 
 
 
 # ---------------------------------------------------------------------------- in words
+
+def fold_section(comparison: ModelComparison, evaluation: str) -> tuple[list[str], list, str]:
+    """Chapter 06's fold-by-fold section: the lines to print, the tables to show and the
+    sentence its prose quotes (accuracy's corrected and Bayesian correlated t-tests)."""
+    if comparison.n_folds < 2:
+        line = (f"Not applicable to this run (evaluation={evaluation}): "
+                "its one test set gives nothing to compare split by split.")
+        return [line], [], line
+    lines = [f"{len(comparison.fold_tests)} metrics tested across {comparison.n_folds} folds"
+             + "".join(f"\n  not tested: {m}: {why}"
+                       for m, why in comparison.fold_skipped.items())]
+    tables = [comparison.fold_table.drop(columns=["model_a", "model_b"],
+                                         errors="ignore").round(4)]
+    accuracy = comparison.fold_tests.get("accuracy")
+    if not accuracy:
+        return lines, tables, lines[0]
+    line = (f"On accuracy, the corrected t-test over {comparison.n_folds} folds gives p = "
+            f"{accuracy.corrected_ttest.pvalue:.3g}, and the correlated t-test "
+            f"P({comparison.model_a} better by more than the ROPE) = "
+            f"{accuracy.bayesian.p_a_better:.3f}.")
+    return lines, tables + [accuracy.per_fold.round(4)], line
+
+
+def holm_sentence(comparison: ModelComparison) -> str:
+    """How many tests of each Holm family reject "no difference" at 5%, in one sentence."""
+    families = comparison.holm.index.get_level_values("family")
+    counts = [f"{comparison.rejected.get(family, 0)} of {int((families == family).sum())} "
+              f"{family.split(' (')[0]} tests"
+              for family in HOLM_FAMILIES if (families == family).any()]
+    return ("After Holm's correction, " + " and ".join(counts)
+            + " reject \"no difference\" at the 5% level.")
 
 def paper_accuracy_gap(audit_result, model_a: str, model_b: str) -> float:
     """The paper's claimed accuracy difference a - b (printed Table IV, as a proportion);

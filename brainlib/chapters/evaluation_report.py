@@ -56,6 +56,17 @@ class TableIV(stats.Result):
     def to_frame(self) -> pd.DataFrame:
         return self.table.copy()
 
+    def headline_values(self) -> dict:
+        """Accuracy and AUC of model a and model b as "estimate [low, high]", patients
+        resampled (BCa; clustered DeLong for AUC), named ``a_accuracy`` ... ``b_auc``."""
+        found = {}
+        for role, model in (("a", self.model_a), ("b", self.model_b)):
+            for r in self.values[(self.values["model"] == model)
+                                 & self.values["metric"].isin(["accuracy", "auc"])].itertuples():
+                found[f"{role}_{r.metric}"] = interval_text(r.estimate, r.patients_low,
+                                                            r.patients_high)
+        return found
+
 
 def table_iv(predictions: pd.DataFrame, model_a: str, model_b: str, n_resamples: int,
              seed: int, confidence: float = 0.95, analysis_dir=None) -> TableIV:

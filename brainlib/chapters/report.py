@@ -39,6 +39,9 @@ PATIENT_RESAMPLES = 5000
 """Patient bootstrap resamples of every interval the chapters report (one value, so 05 and
 06 share one computation)."""
 
+SLICE_RESAMPLES = 10_000
+"""Slice bootstrap resamples (chapter 06): the counts engine makes 10,000 cheap."""
+
 CACHE_FORMAT = 1
 """Bump when a cached computation changes its method: old cache files then no longer match."""
 
@@ -49,6 +52,16 @@ def analysis_dir(run_dir) -> Path:
 
 
 # ---------------------------------------------------------------------------- words
+
+def range_text(values, spec: str = ".3g") -> str:
+    """``"3 to 7"``, or ``"5"`` where all are equal: the smallest and the
+    largest of some values, a dash when there are none."""
+    values = pd.Series(values).dropna()
+    if values.empty:
+        return "-"
+    low, high = values.min(), values.max()
+    return f"{low:{spec}}" if low == high else f"{low:{spec}} to {high:{spec}}"
+
 
 def interval_text(estimate, low, high, digits: int = 3, signed: bool = False) -> str:
     """``"0.713 [0.650, 0.770]"``: an estimate and its interval in one string;

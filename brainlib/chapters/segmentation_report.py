@@ -215,3 +215,31 @@ def missed_overlap(predictions: pd.DataFrame, models) -> MissedOverlap:
     combinations = slices["missed_by"].value_counts().rename("tumor slices")
     return MissedOverlap(slices=slices, table=table, combinations=combinations, models=models,
                          n_not_common=n_not_common)
+
+
+# ---------------------------------------------------------------------------- figures
+
+def best_worst_masks_figure(folder, manifest: pd.DataFrame, per_patient: pd.DataFrame,
+                            dataset: str):
+    """The best and the worst patient by volume Dice (``per_patient`` sorted by Dice), each
+    at its slice with the largest tumor: true mask red, predicted blue (purple: both)."""
+    import plotly.express as px
+
+    from ..data import eda, pipeline
+    from ..training import masks
+
+    rows, predicted = masks.predicted_masks(folder, manifest)
+    rows = rows.reset_index()
+    scored = per_patient[per_patient["n_tumor_slices"] > 0]
+    tiles, names = [], []
+    for label, patient in (("best", scored["patient_id"].iloc[-1]),
+                           ("worst", scored["patient_id"].iloc[0])):
+        position = rows[rows["patient_id"] == patient]["tumor_pixels"].idxmax()
+        image = pipeline.load_images(rows.loc[[position]], predicted.shape[1])[0]
+        true = pipeline.load_masks(rows.loc[[position]], predicted.shape[1])[0] > 0
+        tile = eda.overlay(image, true, color=(255, 40, 40))
+        tiles.append(eda.overlay(tile, predicted[position], color=(40, 90, 255)))
+        names.append(f"{label}: {patient}, slice {rows.loc[position, 'slice_number']}")
+    figure = px.imshow(np.concatenate(tiles, axis=1), title=f"{' | '.join(names)} ({dataset})")
+    figure.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
+    return figure

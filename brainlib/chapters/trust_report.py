@@ -253,6 +253,22 @@ def gradcam_sentences(table: pd.DataFrame, heatmap_cells: dict[str, int]) -> lis
 
 # ----------------------------------------------------------------------------- sentences
 
+def recap_values(calibration: pd.DataFrame, errors: pd.DataFrame,
+                 gradcam: pd.DataFrame) -> dict:
+    """The counts chapter 08's recap quotes: of the models with a fitted temperature, how
+    many it brought a lower ECE; how many models have a measure whose error-detection AUROC
+    interval lies above chance; how many classifiers' heatmaps point into the tumor more
+    often than a heatmap that knows nothing."""
+    scaled = calibration[calibration["probability"] == "temperature-scaled"]
+    trained = calibration[calibration["probability"] == "as trained"].set_index("model")["ECE"]
+    lowered = int((scaled.set_index("model")["ECE"] < trained.reindex(scaled["model"])).sum())
+    flagging = errors.groupby("model")["low"].max().gt(0.5)
+    pointing = gradcam["pointing game value"] > gradcam["random-heatmap baseline value"]
+    return {"n_scaled": len(scaled), "scaling_lowered": lowered,
+            "n_flagged_models": len(flagging), "flagging_models": int(flagging.sum()),
+            "n_heatmap_models": len(gradcam), "pointing_models": int(pointing.sum())}
+
+
 def at_interval_edge(estimate: float, low: float, high: float, share: float = 0.05) -> bool:
     """Whether an estimate lies outside its interval or within ``share`` of its width from
     an end: the mark of a biased statistic's percentile interval (ECE is never negative and

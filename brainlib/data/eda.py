@@ -46,6 +46,17 @@ def tumor_sizes(manifest: pd.DataFrame) -> pd.Series:
     return manifest.loc[manifest["label"] == 1, "tumor_pixels"].rename("tumor_pixels")
 
 
+def dataset_facts(manifest: pd.DataFrame) -> dict:
+    """The numbers chapter 02's recap quotes: patients, institutions, slices, the tumor
+    share, and how small tumors get (median area, share under 100 pixels)."""
+    sizes = tumor_sizes(manifest)
+    return {"n_patients": int(manifest["patient_id"].nunique()),
+            "n_institutions": int(manifest["institution"].nunique()),
+            "n_slices": len(manifest), "tumor_share": float(manifest["label"].mean()),
+            "median_tumor_pixels": float(sizes.median()),
+            "small_tumor_share": float((sizes < 100).mean())}
+
+
 def channel_statistics(images: np.ndarray, labels: np.ndarray, chunk: int = 256
                        ) -> pd.DataFrame:
     """Mean and standard deviation of each channel, by class, streamed over the array."""

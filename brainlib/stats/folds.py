@@ -167,8 +167,8 @@ class FoldComparison(Result):
         return pd.concat([left, right], axis=1)
 
 
-def compare_folds(predictions: pd.DataFrame, metric: str = "accuracy", model_a: str = "resnet50",
-                  model_b: str = "vgg16", rope: float = 0.01,
+def compare_folds(predictions: pd.DataFrame, metric: str, model_a: str, model_b: str,
+                  rope: float = 0.01,
                   confidence: float = 0.95) -> FoldComparison:
     """Fold-level tests of one (scheme, control) experiment. Every fold's test set is its own
     rows and its training set is taken to be all other scored rows, so

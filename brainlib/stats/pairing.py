@@ -1,8 +1,9 @@
 """Pairing two models' predictions slice by slice, the input of every paired method.
 
-Model "a" is the first model passed to ``pair_predictions`` (ResNet50 by default) and every
-difference is a - b. A paired table holds one (scheme, control) experiment: the methods
-refuse a table that mixes them (``check_one_experiment``).
+Model "a" is the first model passed to ``pair_predictions`` (the study passes its classifiers
+in the order of its ``models`` setting, ResNet50 first) and every difference is a - b. A
+paired table holds one (scheme, control) experiment: the methods refuse a table that mixes
+them (``check_one_experiment``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ PAIR_KEYS = ("scheme", "control", "fold", "patient_id", "slice_number")
 """Columns that identify one scored slice; two models are paired on these."""
 
 
-def pair_predictions(predictions: pd.DataFrame, model_a: str = "resnet50",
-                     model_b: str = "vgg16") -> pd.DataFrame:
+def pair_predictions(predictions: pd.DataFrame, model_a: str, model_b: str) -> pd.DataFrame:
     """One row per slice scored by both models, joined on scheme, control, fold, patient_id
     and slice_number (those present). Raises ValueError unless the pairing is one-to-one
     and both models agree on ``y_true``.

@@ -130,6 +130,12 @@ def glue_value(name: str, value) -> None:
     glue(name, value, display=False)
 
 
+def glue_values(values: dict) -> None:
+    """``glue_value`` for each name and value of a mapping (e.g. a result's ``values()``)."""
+    for name, value in values.items():
+        glue_value(name, value)
+
+
 def execute_reference_notebooks(only: list[str] | None = None, timeout: int = 1800) -> None:
     """Execute each notebook with its own default parameters (the fast ones) and save the
     outputs into its paired `.ipynb`: the reference that nbval checks.
