@@ -122,6 +122,11 @@ PROFILE_RUNS = {
 }
 
 
+STUDIES_AT_ONCE = 2
+"""Toy studies run side by side. Two keep the two cores 1.7 busy (316 s for the five,
+2026-12-03); three took 310 s, no real gain, with a third kernel's memory."""
+
+
 def study_command(profile: str, overrides: dict) -> list[str]:
     pairs = [item for key, value in overrides.items() for item in ("-p", f"{key}={value}")]
     return [sys.executable, "-m", "brainlib", "study", "--profile", profile, *pairs,
@@ -130,9 +135,8 @@ def study_command(profile: str, overrides: dict) -> list[str]:
 
 @pytest.fixture(scope="module")
 def toy_runs(tmp_path_factory, phantom_kaggle_3m) -> dict:
-    """Every toy study of this module, run as `python -m brainlib study` two at a time (the
-    machine's two cores; each study is mostly one kernel's Python): name -> (run folder,
-    exit status, console). The phantom is written first, so no two studies race for it."""
+    """Every toy study of this module, run as `python -m brainlib study`, STUDIES_AT_ONCE at
+    a time: name -> (run folder, exit status, console). The phantom is written first, so no two studies race for it."""
     import concurrent.futures
     import subprocess
 
@@ -164,7 +168,7 @@ def toy_runs(tmp_path_factory, phantom_kaggle_3m) -> dict:
         done = subprocess.run(study_command(profile, overrides), capture_output=True, text=True)
         return name, (Path(overrides["run_dir"]), done.returncode, done.stdout + done.stderr)
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=STUDIES_AT_ONCE) as pool:
         return dict(pool.map(run, runs.items())) | {"holdout-test": test}
 
 
