@@ -58,7 +58,8 @@ P, manifest, DATASET = notebook.open_run(globals())
 # from the scanned manifest:
 
 # %% tags=["nbval-check-output"]
-notebook.glue_values({"dataset": DATASET, **eda.dataset_facts(manifest)})
+facts = eda.dataset_facts(manifest)
+notebook.glue_values({"dataset": DATASET, **facts})
 eda.class_counts(manifest)
 
 # %% [markdown]
@@ -91,8 +92,8 @@ fig.show()
 # %% tags=["nbval-check-output"]
 sizes = eda.tumor_sizes(manifest)
 print(f"tumor slices: {len(sizes)}; "
-      f"median tumor area {sizes.median():.0f} pixels; "
-      f"{(sizes < 100).mean():.1%} under 100 pixels")
+      f"median tumor area {facts['median_tumor_pixels']:.0f} pixels; "
+      f"{facts['small_tumor_share']:.1%} under 100 pixels")
 fig = px.histogram(sizes, x="tumor_pixels", nbins=40, log_y=True,
                    title=f"Tumor area per tumor slice, pixels ({DATASET})")
 fig.show()

@@ -153,7 +153,8 @@ def record_run(run_dir, recording=RECORDING, *, keep_others: bool = False) -> Pa
         shutil.copytree(recording, staging)
         for model_folder in (Path(run_dir) / "units").glob("*"):
             shutil.rmtree(staging / "units" / model_folder.name, ignore_errors=True)
-    for model_folder in sorted((Path(run_dir) / "units").iterdir()):
+    units = Path(run_dir) / "units"
+    for model_folder in sorted(units.iterdir() if units.is_dir() else []):
         if not (model_folder / KEY_FILE).exists():
             continue
         target_model = staging / "units" / model_folder.name
