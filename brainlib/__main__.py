@@ -32,15 +32,17 @@ def scan_main(argv: list[str]) -> int:
 
 def phantom_main(argv: list[str]) -> int:
     """Write the synthetic phantom dataset in the Kaggle layout."""
-    from .data.phantom import write_phantom_dataset
+    from .data.phantom import FULL_SIZE, write_phantom_dataset
 
     parser = argparse.ArgumentParser(prog="python -m brainlib phantom",
                                      description="Write a phantom dataset (kaggle_3m layout).")
     parser.add_argument("path", help="output folder (kaggle_3m is created inside)")
     parser.add_argument("--patients", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--full-size", action="store_true",
+                        help="the real dataset's size: 110 patients, 3,929 slices, 256x256")
     args = parser.parse_args(argv)
-    options = {"seed": args.seed}
+    options = {**(FULL_SIZE if args.full_size else {}), "seed": args.seed}
     if args.patients:
         options["n_patients"] = args.patients
     print(write_phantom_dataset(args.path, **options))
@@ -102,6 +104,9 @@ COMMANDS = {
     "train": _lazy("training.bundle", "train_main", "train"),
     "predict": _lazy("training.bundle", "predict_main", "predict"),
     "repository": lambda argv: repository_main(argv),
+    # book.yml's: the units cache key, and the guard before publishing (no TensorFlow)
+    "fingerprint": _lazy("study.publish", "fingerprint_main", "fingerprint"),
+    "check-real": _lazy("study.publish", "check_real_main", "check-real"),
 }
 
 
@@ -135,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
               "  params [--profile NAME] list the study parameters (or a profile's values)\n"
               "  train --out DIR         train every model on all patients: one bundle each\n"
               "  predict BUNDLES DATA --out FILE.csv   score a folder with trained bundles\n"
-              "  repository              write the notebooks' Colab lines from _config.yml",
+              "  repository              write the notebooks' Colab lines from _config.yml\n"
+              "  fingerprint [--profile NAME]  the training code's and parameters' hashes "
+              "(a cache key)\n"
+              "  check-real RUN_DIR      refuse a run that is not real data with ImageNet weights",
               file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return COMMANDS[argv[0]](argv[1:])

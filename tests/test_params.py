@@ -78,9 +78,21 @@ def test_notebook_namespace_is_checked_against_the_schema(monkeypatch):
 def test_auto_profile_follows_brainlib_data(monkeypatch, tmp_path):
     monkeypatch.setenv(params.DATA_ENV_VAR, str(tmp_path))
     resolved = params.resolve("auto")
-    assert resolved.profile == "sample" and resolved.data_source == str(tmp_path)
+    assert resolved.profile == "lgg" and resolved.data_source == str(tmp_path)
     monkeypatch.delenv(params.DATA_ENV_VAR)
     assert params.resolve("auto").profile == "default"
+
+
+@pytest.mark.parametrize("gpu, profile", [(True, "full"), (False, "lgg")])
+def test_auto_profile_on_colab_picks_full_with_a_gpu_and_lgg_without(monkeypatch, gpu,
+                                                                    profile):
+    import sys
+    import types
+
+    monkeypatch.delenv(params.DATA_ENV_VAR, raising=False)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(params, "_has_gpu", lambda: gpu)
+    assert params.resolve("auto").profile == profile
 
 
 @pytest.mark.parametrize("injected, message", [
@@ -107,14 +119,62 @@ def test_study_refuses_bfloat16_where_it_cannot_run(monkeypatch):
 
     monkeypatch.setattr(machine, "bfloat16_convolution_works", lambda: False)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    machine.bfloat16_probe.cache_clear()
     assert study.base_precision("auto") == "float32"
     assert study.base_precision("float32") == "float32"
     with pytest.raises(params.ParameterError,
                        match=r"base_precision=bfloat16 asks for bfloat16.*ONEDNN_MAX_CPU_ISA=AVX2"
                              r".*-p base_precision=float32"):
         study.base_precision("bfloat16")
-    sample = params.resolve("sample", {})
-    assert sample.unet_precision == "mixed_bfloat16"
+    machine.bfloat16_probe.cache_clear()
+    asked = params.resolve("sample", {"unet_precision": "mixed_bfloat16"})
     with pytest.raises(params.ParameterError, match=r"-p unet_precision=float32"):
-        study.segmentation_config(sample)
+        study.segmentation_config(asked)
+    assert study.segmentation_config(params.resolve("sample")).precision == "float32"
     assert study.segmentation_config(params.resolve("sample", {"unet_precision": "float32"}))
+
+
+
+def test_auto_precision_follows_the_probe_and_keeps_its_choice_in_the_run(monkeypatch,
+                                                                         tmp_path):
+    """`auto` is decided by timing bfloat16 against float32 here, not by CPU flags; the
+    measurement is kept in the run folder, so a resumed run chooses as it first did, and the
+    run card shows it."""
+    import pandas as pd
+
+    from brainlib import study
+    from brainlib.chapters import runcard
+    from brainlib.data import machine
+    from brainlib.training import classifier
+
+    monkeypatch.setattr(classifier, "has_bfloat16", lambda: True)
+    run = params.resolve("lgg", {"run_dir": str(tmp_path / "run")})
+    faster = {"shape": "16x128x128x32->64", "float32_ms": 90.0, "bfloat16_ms": 60.0,
+              "speedup": 1.5, "chosen": "bfloat16", "why": "bfloat16 ran 1.50x as fast"}
+    slower = {**faster, "bfloat16_ms": 135.0, "speedup": 0.667, "chosen": "float32",
+              "why": "bfloat16 ran 0.67x as fast"}
+    monkeypatch.setattr(machine, "bfloat16_probe", lambda: faster)
+    assert study.segmentation_config(run).precision == "mixed_bfloat16"
+    monkeypatch.setattr(machine, "bfloat16_probe", lambda: slower)
+    assert study.base_precision("auto", run.run_dir) == "bfloat16"  # the run's first probe
+    assert study.base_precision("auto", tmp_path / "other") == "float32"
+    assert study.segmentation_config(params.resolve("lgg", {"run_dir": str(tmp_path / "other")})
+                                     ).precision == "float32"
+    manifest = pd.DataFrame({"patient_id": ["a", "b"], "label": [0, 1],
+                             "institution": ["CS", "CS"], "dataset": ["real", "real"]})
+    card = runcard.run_card(run, manifest).to_frame().set_index("setting")["value"]
+    assert card["bfloat16 probe (decides 'auto')"] == (
+        "16x128x128x32->64 convolution: 90 ms float32, 60 ms bfloat16; "
+        "bfloat16 ran 1.50x as fast: bfloat16 chosen")
+
+
+def test_the_bfloat16_probe_times_both_precisions_here():
+    from brainlib.data import machine
+
+    probe = machine.bfloat16_probe()
+    assert probe["chosen"] in ("float32", "bfloat16") and probe["why"]
+    if "speedup" in probe:
+        assert probe["speedup"] == pytest.approx(probe["float32_ms"] / probe["bfloat16_ms"],
+                                                 rel=0.01)
+        assert (probe["chosen"] == "bfloat16") == (probe["speedup"]
+                                                   >= machine.BFLOAT16_MIN_SPEEDUP)

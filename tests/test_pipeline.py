@@ -5,6 +5,7 @@ import tifffile
 
 from brainlib.data import pipeline
 from brainlib.data import DatasetError, scan_dataset
+from brainlib.config.params import CLASSIFIERS
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def test_a_single_tumor_pixel_survives_downsizing(manifest):
 
 def test_preprocessing_uses_the_0_255_range_caffe_style():
     white = np.full((1, 2, 2, 3), 255, np.uint8)
-    for model_name in pipeline.MODEL_NAMES:
+    for model_name in CLASSIFIERS:
         out = pipeline.preprocess_input(model_name, white)
         # BGR order, ImageNet channel means removed, no division by 255.
         assert np.allclose(out[0, 0, 0], [255 - 103.939, 255 - 116.779, 255 - 123.68])

@@ -146,8 +146,9 @@ def toy_runs(tmp_path_factory, phantom_kaggle_3m) -> dict:
     study.prepare_manifest(params.resolve("default", {**TOY, "run_dir": str(root / "phantom")}))
     runs = {name: (profile, {**overrides, "run_dir": str(root / name)})
             for name, (profile, overrides) in PROFILE_RUNS.items()}
-    if not machine.bfloat16_convolution_works():  # e.g. under ONEDNN_MAX_CPU_ISA=AVX2
-        runs["sample-no-leakage"][1]["unet_precision"] = "float32"
+    # the bfloat16 U-Net's path wherever it can run (the profile's "auto" follows a probe)
+    runs["sample-no-leakage"][1]["unet_precision"] = (
+        "mixed_bfloat16" if machine.bfloat16_convolution_works() else "float32")
     if (REAL_SAMPLE / "kaggle_3m").is_dir():
         runs["real"] = ("sample", {**REAL_TOY, "run_dir": str(root / "real")})
     train, test = root / "holdout-data" / "train" / "kaggle_3m", root / "holdout-data" / "test" / "kaggle_3m"

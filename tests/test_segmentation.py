@@ -352,3 +352,22 @@ def test_config_rejects_unknown_choices():
         segmenter.SegmentationConfig(slice_score="mean")
     with pytest.raises(ValueError, match="intensity_normalization must be one of"):
         segmenter.SegmentationConfig(intensity_normalization="histogram")
+
+
+def test_a_balanced_epoch_sees_every_tumor_slice_and_fresh_tumor_free_ones():
+    masks = np.zeros((10, 4, 4), np.uint8)
+    masks[[1, 4, 7], 1, 1] = 255
+    sampler = segmenter.EpochSampler(masks, tumor_free_ratio=1.0)
+    rng = np.random.default_rng(0)
+    epochs = [sampler.epoch_order(rng) for _ in range(6)]
+    assert sampler.rows_per_epoch == 6 and all(len(order) == 6 for order in epochs)
+    assert all({1, 4, 7} <= set(order) and len(set(order)) == 6 for order in epochs)
+    drawn = {frozenset(set(order) - {1, 4, 7}) for order in epochs}
+    assert len(drawn) > 1  # a fresh draw each epoch
+    assert segmenter.EpochSampler(masks, 100.0).rows_per_epoch == 10  # all there are
+    every = segmenter.EpochSampler(masks, 0.0)
+    assert every.rows_per_epoch == 10
+    assert np.array_equal(every.epoch_order(np.random.default_rng(3)),
+                          np.random.default_rng(3).permutation(10))  # today's order
+    with pytest.raises(ValueError, match="tumor_free_ratio"):
+        segmenter.SegmentationConfig(tumor_free_ratio=-1)

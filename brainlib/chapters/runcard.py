@@ -27,7 +27,7 @@ from pathlib import PurePath
 
 import pandas as pd
 
-from ..config.params import CLASSIFIERS
+from ..config.params import CLASSIFIERS, DISPLAY_NAMES
 from ..measures.results import Result
 
 PAPER_SETTING = {                # sources: the module docstring
@@ -51,7 +51,6 @@ PROTOCOL_WORDS = {
     "validated": "validated: inner validation patients pick the epoch and the threshold",
     "paper": "paper: last epoch, threshold 0.5",
 }
-MODEL_NAMES = {"resnet50": "ResNet50", "vgg16": "VGG16"}
 RANDOM_WEIGHTS = "random (no pretrained weights)"
 
 
@@ -100,6 +99,9 @@ class RunCard(Result):
     patients_per_institution: tuple[tuple[str, int], ...] = ()
     bank_views: int = 0                # augmentation drawn from a bank of this many views
     base_precision: str = "float32"    # the frozen base's arithmetic for features
+    unet_precision: str = "float32"    # the U-Net's arithmetic
+    unet_tumor_free_ratio: float = 0.0  # tumor-free slices per tumor slice each epoch; 0: all
+    precision_probe: str = ""          # the bfloat16 probe that decided "auto", in words
     institution_holdout: bool = False
     machine: tuple[tuple[str, str], ...] = ()  # (what, value) of the machine running it
     test_institutions: tuple[tuple[str, int], ...] = ()  # holdout: test patients per institution
@@ -160,7 +162,7 @@ class RunCard(Result):
             clauses.append(f"base weights from a {self.weights} instead of the ImageNet "
                            "download (the card cannot tell what they were trained on)")
         if set(self.models) != set(paper["models"]):
-            clauses.append(f"only {', '.join(MODEL_NAMES[m] for m in self.models)} instead of "
+            clauses.append(f"only {', '.join(DISPLAY_NAMES[m] for m in self.models)} instead of "
                            "both ResNet50 and VGG16")
         if self.image_size != paper["image_size"]:
             clauses.append(f"{self.image_size}x{self.image_size} inputs instead of "
@@ -256,7 +258,7 @@ class RunCard(Result):
                              "and the card cannot check that they are the paper's ImageNet "
                              "weights.")
         if len(self.models) < 2:
-            sentences.append(f"Only {MODEL_NAMES[self.models[0]]} is trained: this run "
+            sentences.append(f"Only {DISPLAY_NAMES[self.models[0]]} is trained: this run "
                              "cannot compare the two architectures.")
         sentences.append(self.evaluation_sentence())
         if self.dataset != "PHANTOM" and self.looked_at_test_patients:
@@ -358,7 +360,7 @@ class RunCard(Result):
             ("slices", str(self.n_slices)),
             ("tumor slices", f"{self.n_tumor_slices} ({share:.1%})"),
             ("institutions", f"{len(self.institutions)} ({', '.join(self.institutions)})"),
-            ("models", ", ".join(MODEL_NAMES[m] for m in self.models)),
+            ("models", ", ".join(DISPLAY_NAMES[m] for m in self.models)),
             ("base weights", self.weights),
             ("transfer learning", yes(self.is_transfer_learning)),
             ("input size", f"{self.image_size}x{self.image_size}"),
@@ -372,14 +374,20 @@ class RunCard(Result):
             ("learning rate", f"{self.learning_rate:g}"),
             ("augmentation", (f"yes, from a bank of {self.bank_views} views per image"
                               if self.augment and self.bank_views else yes(self.augment))),
-            ("frozen base arithmetic", {"auto": "bfloat16 where the hardware has it, else float32"}
-             .get(self.base_precision, self.base_precision)),
+            ("frozen base arithmetic", PRECISION_WORDS.get(self.base_precision,
+                                                           self.base_precision)),
             ("protocol", self.protocol),
             ("both protocols run", yes(self.compare_protocols)),
             ("leakage experiment", yes(self.leakage_experiment)),
             ("U-Net input size", f"{self.unet_image_size}x{self.unet_image_size}"),
             ("U-Net widths", "-".join(map(str, self.unet_widths))),
             ("U-Net epochs", str(self.unet_epochs)),
+            ("U-Net slices per epoch", "every slice" if not self.unet_tumor_free_ratio else
+             f"every tumor slice, {self.unet_tumor_free_ratio:g} tumor-free per tumor slice "
+             "(drawn afresh each epoch)"),
+            ("U-Net arithmetic", PRECISION_WORDS.get(self.unet_precision, self.unet_precision)),
+            *((("bfloat16 probe (decides 'auto')", self.precision_probe),)
+              if self.precision_probe else ()),
             ("seed", str(self.seed)),
             ("repeats the paper's setting", yes(self.reproduces_paper_setting)),
             *self.machine,
@@ -472,9 +480,35 @@ def run_card(params, manifest: pd.DataFrame, machine: dict | None = None) -> Run
         institution_holdout=params.runs_institution_holdout,
         bank_views=int(params.get("bank_views", 0)),
         base_precision=str(params.get("base_precision", "float32")),
+        unet_precision=str(params.get("unet_precision", "float32")),
+        unet_tumor_free_ratio=float(params.get("unet_tumor_free_ratio", 0.0)),
+        precision_probe=probe_in_words(params.get("run_dir")),
         machine=machine_rows(machine) if machine else (),
         **_test_patients(manifest, evaluation),
     )
+
+
+PRECISION_WORDS = {
+    "auto": "auto: bfloat16 where the hardware has it and the probe finds it faster, "
+            "else float32",
+    "mixed_bfloat16": "bfloat16 arithmetic, float32 weights"}
+
+
+def probe_in_words(run_dir) -> str:
+    """The run's bfloat16 probe (`precision_probe.json` in the run folder), in one line;
+    empty when no setting asked for `auto`."""
+    import json
+    from pathlib import Path
+
+    from ..training.experiment import PRECISION_PROBE_FILE
+
+    path = Path(run_dir) / PRECISION_PROBE_FILE if run_dir else None
+    if path is None or not path.exists():
+        return ""
+    probe = json.loads(path.read_text())
+    timing = (f"{probe['shape']} convolution: {probe['float32_ms']:.0f} ms float32, "
+              f"{probe['bfloat16_ms']:.0f} ms bfloat16; " if "speedup" in probe else "")
+    return f"{timing}{probe['why']}: {probe['chosen']} chosen"
 
 
 def looked_at_patients() -> set[str]:

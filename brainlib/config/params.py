@@ -26,6 +26,8 @@ CLASSIFIERS = ("resnet50", "vgg16")
 SEGMENTER = "unet"
 """The one model that is not a classifier: the U-Net, trained on the masks."""
 MODEL_CHOICES = (*CLASSIFIERS, SEGMENTER)
+DISPLAY_NAMES = {"resnet50": "ResNet50", "vgg16": "VGG16", SEGMENTER: "U-Net"}
+"""How the book writes each model's name."""
 MAIN_SCHEME, MAIN_CONTROL = "patient", "none"
 """The main experiment: patient-grouped folds and true labels (the leakage experiment adds
 the slice scheme and the shuffled-labels control)."""
@@ -170,7 +172,8 @@ SCHEMA = {p.name: p for p in (
               "paper's on-the-fly augmentation through the base every epoch", low=0, high=64),
     Parameter("base_precision", str, "float32",
               "arithmetic of the frozen base when computing features: 'float32', 'bfloat16', "
-              "or 'auto' (bfloat16 where the CPU or GPU has it)",
+              "or 'auto' (bfloat16 where the hardware has it and a probe on this machine "
+              "finds it faster)",
               choices=("float32", "bfloat16", "auto")),
     Parameter("standardize_features", bool, True,
               "standardise the base's pooled features (not in the paper; needed without ImageNet)"),
@@ -192,8 +195,13 @@ SCHEMA = {p.name: p for p in (
     Parameter("unet_image_size", int, 64, "U-Net input size in pixels", low=32, high=1024),
     Parameter("unet_widths", str, "8,16,32", "U-Net filters per level, comma-separated"),
     Parameter("unet_epochs", int, 6, "U-Net training epochs", low=1, high=1000),
-    Parameter("unet_precision", str, "float32", "U-Net compute precision",
-              choices=("float32", "mixed_bfloat16")),
+    Parameter("unet_precision", str, "float32",
+              "U-Net compute precision: 'float32', 'mixed_bfloat16' (bfloat16 arithmetic, "
+              "float32 weights), or 'auto' (bfloat16 where a probe on this machine finds it "
+              "faster)", choices=("float32", "mixed_bfloat16", "auto")),
+    Parameter("unet_tumor_free_ratio", float, 0.0,
+              "tumor-free slices drawn per tumor slice for each U-Net epoch (a fresh draw "
+              "each epoch); 0: every slice every epoch", low=0.0, high=100.0),
     # can the predictions be trusted (chapter 8)
     Parameter("mc_passes", int, 50,
               "Monte Carlo dropout passes per slice for the classifiers' uncertainty",
@@ -275,13 +283,13 @@ def profiles() -> dict[str, dict]:
 
 
 def auto_profile() -> tuple[str, dict]:
-    """The profile a notebook opened on its own uses: the paper's `full` on Colab with a
-    GPU, the real-data `sample` settings on $BRAINLIB_DATA when set, else the phantom
-    `default`."""
+    """The profile a notebook opened on its own uses: on Colab the paper's `full` with a
+    GPU and the real study for ordinary machines, `lgg`, without one; elsewhere `lgg` on
+    $BRAINLIB_DATA when it is set, else the phantom `default`."""
     if os.environ.get(DATA_ENV_VAR):
-        return "sample", {"data_source": os.environ[DATA_ENV_VAR]}
-    if "google.colab" in sys.modules and _has_gpu():
-        return "full", {}
+        return "lgg", {"data_source": os.environ[DATA_ENV_VAR]}
+    if "google.colab" in sys.modules:
+        return ("full" if _has_gpu() else "lgg"), {}
     return "default", {}
 
 

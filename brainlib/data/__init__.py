@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 import tifffile
 
+from ..config import lazy_submodules
+
 KAGGLE_DATASET = "mateuszbuda/lgg-mri-segmentation"
 DATA_ENV_VAR = "BRAINLIB_DATA"
 CACHE_ENV_VAR = "BRAINLIB_CACHE"
@@ -395,10 +397,4 @@ def locate_dataset(source: str | os.PathLike | None, phantom_root: str | os.Path
 SUBMODULES = ('phantom', 'splits', 'external', 'pipeline', 'transform', 'eda', 'machine', 'recorded')
 
 
-def __getattr__(name):
-    """Submodules load on first use (`bl.data.phantom`), so importing the package is cheap."""
-    if name in SUBMODULES:
-        from importlib import import_module
-
-        return import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_submodules(__name__, SUBMODULES)

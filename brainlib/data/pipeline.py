@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..config.params import CLASSIFIERS
 from . import DataProblem, DatasetError, cache_dir, read_tiff
 
 CHUNK = 64  # slices decoded per step: bounds memory while streaming to the cache
-MODEL_NAMES = ("resnet50", "vgg16")
 
 
 PARALLEL_CALLS = os.cpu_count() or 1  # fixed map parallelism: tf.data autotuning is off
@@ -143,8 +143,8 @@ def preprocess_input(model_name: str, images) -> "np.ndarray":
     stack of three channel slices more: together most of a plain epoch's time
     (`benchmarks/bench_pipeline.py --profile`).
     """
-    if model_name not in MODEL_NAMES:
-        raise ValueError(f"model_name must be one of {MODEL_NAMES}, got {model_name!r}")
+    if model_name not in CLASSIFIERS:
+        raise ValueError(f"model_name must be one of {CLASSIFIERS}, got {model_name!r}")
     if isinstance(images, np.ndarray):
         out = np.empty(images.shape, dtype=np.float32)
         for channel in range(3):

@@ -22,7 +22,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-MODEL_NAMES = ("resnet50", "vgg16")
+from ..config import lazy_submodules
+from ..config.params import CLASSIFIERS
+
+MODEL_NAMES = CLASSIFIERS  # the classifiers of the model registry (config.params)
 HEAD_GRID = 2  # the paper's grid before Flatten: (None, 2, 2, channels)
 HEAD_UNITS = (256, 256, 128)
 DROPOUT_RATE = 0.3
@@ -91,9 +94,20 @@ def _offline_message(model_name: str, reason: str) -> str:
         f"weights='imagenet' for {model_name} needs a download from {url}, which failed "
         f"({reason}). On a machine with internet, download that file and pass its local "
         f"path instead: build_classifier({model_name!r}, weights='/path/to/"
-        f"{url.rsplit('/', 1)[1]}') (in a study: `-p weights=/path/to/that/file.h5`), "
-        f"or use weights=None for random initial weights."
+        f"{url.rsplit('/', 1)[1]}') (in a study: `-p weights=/path/to/that/file.h5`). "
+        f"Or run without them: `-p weights=none` (weights=None: randomly initialised bases; "
+        f"the run card and every chapter then say so, and the run cannot test the paper's "
+        f"transfer-learning claim)."
     )
+
+
+def require_imagenet_weights(model_name: str) -> None:
+    """Fail at once, saying what to do, where the ImageNet file is neither cached nor
+    downloadable: before a study's first chapter, not an hour into it."""
+    if not _imagenet_file_cached(check_model_name(model_name)):
+        host = IMAGENET_NOTOP_URLS[model_name].split("/")[2]
+        if not _can_reach(host):
+            raise ImageNetWeightsUnavailable(_offline_message(model_name, f"cannot reach {host}"))
 
 
 def build_base(model_name: str, input_size: int = 256, weights: str | None = None) -> keras.Model:
@@ -113,10 +127,8 @@ def build_base(model_name: str, input_size: int = 256, weights: str | None = Non
                 f"weights for {model_name}: expected None, 'imagenet' or a weights file; "
                 f"no file at {weights!r}"
             )
-    if weights == "imagenet" and not _imagenet_file_cached(model_name):
-        host = IMAGENET_NOTOP_URLS[model_name].split("/")[2]
-        if not _can_reach(host):
-            raise ImageNetWeightsUnavailable(_offline_message(model_name, f"cannot reach {host}"))
+    if weights == "imagenet":
+        require_imagenet_weights(model_name)
     if input_size < 32:  # Keras' own minimum for these bases
         raise ValueError(f"input_size {input_size} is too small for {model_name}: {_too_small_hint(model_name)}")
     try:
@@ -423,10 +435,4 @@ def summary_main(argv: list[str]) -> int:
 SUBMODULES = ('unet', 'loss')
 
 
-def __getattr__(name):
-    """Submodules load on first use (`bl.models.unet`), so importing the package is cheap."""
-    if name in SUBMODULES:
-        from importlib import import_module
-
-        return import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_submodules(__name__, SUBMODULES)

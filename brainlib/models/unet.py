@@ -5,8 +5,9 @@ from __future__ import annotations
 import keras
 
 from .. import models
+from ..config.params import SEGMENTER
 
-MODEL_NAMES = ("unet", "resunet")
+MODEL_NAMES = (SEGMENTER, "resunet")  # the U-Net, and the ResNet50-encoder variant
 PRECISIONS = ("float32", "mixed_bfloat16")
 # ResNet50 layers whose outputs feed the decoder, at 1/2, 1/4, 1/8 and 1/16 of the input.
 RESNET_SKIP_LAYERS = ("conv1_relu", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out")
@@ -59,7 +60,7 @@ def build_unet(input_size: int, widths=(16, 32, 64, 128), batch_norm: bool = Tru
         x = keras.layers.Concatenate(name=f"decoder{level}_skip", dtype=dtype)([x, skips[level - 1]])
         x = _conv_block(x, widths[level - 1], batch_norm, f"decoder{level}", dtype)
     logits = keras.layers.Conv2D(1, 1, name="logits", dtype="float32")(x)
-    return keras.Model(inputs, logits, name="unet")
+    return keras.Model(inputs, logits, name=SEGMENTER)
 
 
 def build_resunet(input_size: int, weights: str | None = None,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..config import lazy_submodules
 from .. import data
 from ..data import machine
 from ..config import params as schema
@@ -131,6 +132,11 @@ def _run_notebooks(params, profile, overrides, sources, *, force) -> None:
     run_dir = Path(params.run_dir)
     data.write_text_atomic(run_dir / "params.json", json.dumps(params, indent=2))
     print(f"study '{profile}' -> {run_dir}", flush=True)
+    if params.weights == "imagenet":  # before the data and the first chapter
+        from ..models import require_imagenet_weights
+
+        for model in params.model_names:
+            require_imagenet_weights(model)
     prepare_manifest(params)
     if force:
         forget_models(params)
@@ -297,10 +303,4 @@ def study_main(argv: list[str]) -> int:
 SUBMODULES = ('notebook', 'book')
 
 
-def __getattr__(name):
-    """Submodules load on first use (`bl.study.notebook`), so importing the package is cheap."""
-    if name in SUBMODULES:
-        from importlib import import_module
-
-        return import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_submodules(__name__, SUBMODULES)

@@ -4,14 +4,10 @@ the threshold rule (`scores`), the runner of cross-validation units and their re
 stored U-Net masks (`masks`), bundles for new patients (`bundle`) and trained units
 rebuilt for analysis (`unit_models`).
 """
-from importlib import import_module
+from ..config import lazy_submodules
 
 SUBMODULES = ('train', 'classifier', 'segmenter', 'scores', 'runner', 'fingerprint', 'experiment', 'masks', 'bundle', 'unit_models')
 __all__ = list(SUBMODULES)
 
 
-def __getattr__(name):
-    """Submodules load on first use (`bl.training.train`), so importing the package is cheap."""
-    if name in SUBMODULES:
-        return import_module(f".{name}", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_submodules(__name__, SUBMODULES)

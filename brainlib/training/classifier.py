@@ -147,9 +147,13 @@ def has_bfloat16() -> bool:
 
 
 def resolve_precision(precision: str) -> str:
-    """"auto" -> "bfloat16" where the hardware has it, else "float32"."""
+    """"auto" -> "bfloat16" where the hardware has it and the probe finds it faster
+    (`machine.bfloat16_probe`), else "float32"."""
     if precision == "auto":
-        return "bfloat16" if has_bfloat16() else "float32"
+        from ..data import machine
+
+        faster = machine.bfloat16_probe()["chosen"] == "bfloat16"
+        return "bfloat16" if faster and has_bfloat16() else "float32"
     return precision
 
 

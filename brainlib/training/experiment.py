@@ -89,37 +89,65 @@ def classifier_config(params: schema.Params):
                        batch_size=params.batch_size, learning_rate=params.learning_rate,
                        lr_decay=params.lr_decay, augment=params.augment,
                        bank_views=params.bank_views,
-                       base_precision=base_precision(params.base_precision),
+                       base_precision=base_precision(params.base_precision,
+                                                     params.run_dir),
                        standardize_features=params.standardize_features, seed=params.seed)
 
 
-def base_precision(setting: str) -> str:
+def base_precision(setting: str, run_dir=None) -> str:
     """The frozen base's arithmetic on this machine: "auto" becomes bfloat16 where the
-    hardware has it and a bfloat16 convolution runs here (`machine.bfloat16_convolution_works`),
-    else float32; an explicit bfloat16 that cannot run is refused, saying why."""
+    hardware has it and the run's probe found it faster (`precision_probe`), else float32;
+    an explicit bfloat16 that cannot run is refused, saying why."""
     if setting == "float32":
         return setting
-    from .classifier import has_bfloat16
-
-    works = machine.bfloat16_convolution_works()
     if setting == "auto":
-        return "bfloat16" if has_bfloat16() and works else "float32"
-    if not works:
+        return "bfloat16" if precision_probe(run_dir)["chosen"] == "bfloat16" else "float32"
+    if not machine.bfloat16_convolution_works():
         raise schema.ParameterError(machine.bfloat16_refused(f"base_precision={setting}"))
     return setting
+
+
+PRECISION_PROBE_FILE = "precision_probe.json"
+
+
+def precision_probe(run_dir=None) -> dict:
+    """The bfloat16 probe that decides every `auto` precision of a run
+    (`machine.bfloat16_probe`, bfloat16 also needing the hardware: `has_bfloat16`),
+    measured once and kept in the run folder, so a resumed run chooses as it first did
+    and the run card can show the measurement."""
+    import json
+
+    path = Path(run_dir) / PRECISION_PROBE_FILE if run_dir else None
+    if path is not None and path.exists():
+        return json.loads(path.read_text())
+    from .classifier import has_bfloat16
+
+    probe = dict(machine.bfloat16_probe())
+    if probe["chosen"] == "bfloat16" and not has_bfloat16():
+        probe.update(chosen="float32", why="no bfloat16 arithmetic in this CPU or GPU")
+    probe["machine"] = machine.in_words(machine.machine_record())
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data.write_text_atomic(path, json.dumps(probe, indent=2))
+    return probe
 
 
 def segmentation_config(params: schema.Params):
     """The parameters of the U-Net as a `segmenter.SegmentationConfig`."""
     from .segmenter import SegmentationConfig
 
-    if params.unet_precision == "mixed_bfloat16" and not machine.bfloat16_convolution_works():
+    precision = params.unet_precision
+    if precision == "auto":
+        chosen = precision_probe(params.run_dir)["chosen"]
+        precision = "mixed_bfloat16" if chosen == "bfloat16" else "float32"
+    elif precision == "mixed_bfloat16" and not machine.bfloat16_convolution_works():
         raise schema.ParameterError(machine.bfloat16_refused(
             f"unet_precision={params.unet_precision}"))
 
     widths = tuple(int(w) for w in params.unet_widths.split(",") if w.strip())
     return SegmentationConfig(image_size=params.unet_image_size, widths=widths,
-                              epochs=params.unet_epochs, precision=params.unet_precision,
+                              epochs=params.unet_epochs, precision=precision,
+                              tumor_free_ratio=params.unet_tumor_free_ratio,
                               seed=params.seed)
 
 
