@@ -116,9 +116,9 @@ PROFILE_RUNS = {
     # the paper's path: augmentation (end to end), the paper's protocol; one fold only, so
     # the two splits score different slices
     "full-one-fold": ("full", {**TOY, "folds_to_run": "0"}),
-    # the sample's path: a bfloat16 U-Net, both protocols, a repeated seed (one: the path,
-    # not the profile's two); and no leakage experiment
-    "sample-no-leakage": ("sample", {**TOY, "leakage_experiment": False, "repeat_seeds": "1"}),
+    # the lgg (and sample) path offline: a bfloat16 U-Net on balanced epochs, both
+    # protocols, a repeated seed (one: the path, not the profile's two); no leakage experiment
+    "lgg-offline": ("lgg", {**TOY, "leakage_experiment": False, "repeat_seeds": "1"}),
 }
 
 
@@ -147,7 +147,7 @@ def toy_runs(tmp_path_factory, phantom_kaggle_3m) -> dict:
     runs = {name: (profile, {**overrides, "run_dir": str(root / name)})
             for name, (profile, overrides) in PROFILE_RUNS.items()}
     # the bfloat16 U-Net's path wherever it can run (the profile's "auto" follows a probe)
-    runs["sample-no-leakage"][1]["unet_precision"] = (
+    runs["lgg-offline"][1]["unet_precision"] = (
         "mixed_bfloat16" if machine.bfloat16_convolution_works() else "float32")
     if (REAL_SAMPLE / "kaggle_3m").is_dir():
         runs["real"] = ("sample", {**REAL_TOY, "run_dir": str(root / "real")})
@@ -199,6 +199,9 @@ def test_a_profile_at_toy_scale_runs_every_training_chapter(name, toy_runs):
     assert main[["entropy", "mutual_information", "margin"]].notna().all().all()  # chapter 8's
     assert main["p_calibrated"].isna().all() == (profile == "full")  # no inner validation there
     check_prose(run_dir, CHAPTERS, "PHANTOM")
+    if profile == "lgg":  # its U-Net's balanced epochs, said on the run card
+        card = chapter_text(json.loads((run_dir / "02_data.ipynb").read_text()))
+        assert "every tumor slice, 1 tumor-free per tumor slice" in card
 
 
 @pytest.mark.slow

@@ -336,7 +336,7 @@ def test_the_card_says_whether_the_run_can_test_the_papers_claim(profile, weight
 
 def test_a_holdout_card_says_where_its_test_patients_come_from_and_what_was_looked_at():
     looked_at = sorted(runcard.looked_at_patients())
-    assert len(looked_at) == 20 and all(p.startswith("TCGA_") for p in looked_at)
+    assert len(looked_at) == 30 and all(p.startswith("TCGA_") for p in looked_at)
     training = make_manifest(12, 60, "real", 20, n_institutions=2).assign(source="train")
     test = pd.DataFrame({"dataset": "real", "patient_id": [looked_at[0], "TCGA_FG_9999_20000101",
                                                              "TCGA_CS_9998_20000101"],
