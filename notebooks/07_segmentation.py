@@ -248,7 +248,7 @@ tested = set(three["patient_id"])
 print("\n".join(segmentation_report.worth_sentences(
     segmentation_report.paired_comparison(three, "unet",
                                                 P.model_names),
-    DATASET, (len(tested & runcard.looked_at_patients()), len(tested)))))
+    DATASET, (len(tested), runcard.looked_at_counts(tested)))))
 
 # %% [markdown]
 # ## Recap

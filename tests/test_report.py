@@ -414,7 +414,7 @@ def test_paired_comparison_signs_and_rows(main):
     real = sr.worth_sentences(table, "REAL")
     phantom = sr.worth_sentences(table, "PHANTOM")
     assert real[:2] == phantom[:2] and real[0].startswith("resnet50 - vgg16: accuracy +")
-    assert "PHANTOM" not in " ".join(real) and "may be optimistic" in real[-1]
+    assert "PHANTOM" not in " ".join(real) and real[-1] == "These are REAL patients."
     assert phantom[-1].startswith("These are PHANTOM numbers")
 
 
@@ -514,10 +514,18 @@ def test_the_closing_sentence_of_chapter_7_counts_the_looked_at_test_patients():
                            "accuracy difference": 0.1, "ci_low (patients)": 0.02,
                            "ci_high (patients)": 0.18, "AUC difference": 0.05,
                            "DeLong p (patient-clustered)": 0.01}])
-    assert sr.worth_sentences(table, "REAL", (3, 7))[-1].endswith(
-        "3 of this run's 7 test patients are among them.")
-    assert sr.worth_sentences(table, "REAL", (0, 7))[-1].endswith(
-        "None of this run's 7 test patients is.")
+    from brainlib.chapters import runcard
+
+    groups = list(runcard.looked_at_groups().values())
+    tested = sorted(groups[0][1])[:2] + sorted(groups[1][1])[:1] + ["TCGA_XX_0000_20000101"] * 4
+    last = sr.worth_sentences(table, "REAL", (7, runcard.looked_at_counts(tested)))[-1]
+    assert last.startswith("These are REAL patients. 3 of this run's 7 test patients had their "
+                           "results looked at while a setting was chosen (2 as the 20-patient")
+    assert f"; 1 {groups[1][0]}; see the choices-made page)" in last
+    assert sr.worth_sentences(table, "REAL", (7, runcard.looked_at_counts(tested[3:])))[
+        -1].endswith("None of this run's 7 test patients had their results looked at while a "
+                     "setting was chosen.")
+    assert "PHANTOM numbers" in sr.worth_sentences(table, "PHANTOM", (7, ()))[-1]
 
 
 def test_a_holdout_names_both_folders_in_the_closing_summary():

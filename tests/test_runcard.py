@@ -348,10 +348,11 @@ def test_a_holdout_card_says_where_its_test_patients_come_from_and_what_was_look
     assert table["test patients"] == "3"
     assert table["test patients' institutions"] == ("CS 2, FG 1; not among the training "
                                                     "patients: FG")
-    assert table["test patients looked at when choosing settings"].startswith("1 of 3 ")
+    assert table["test patients looked at when choosing settings"].startswith("1 of 3: 1 as ")
     text = " ".join(card.can_test())
     assert "Test institution(s) FG appear in no training patient" in text
-    assert "1 of its 3 test patients belong to the 20-patient real sample" in text
+    assert ("1 of its 3 test patients had their results looked at while a setting was chosen "
+            "(1 as the 20-patient real sample's test folds") in text
     # test patients of training sites only, none looked at: said as such
     same_sites = test.assign(patient_id=[f"TCGA_CS_99{i}_20000101" for i in range(3)],
                              institution="CS")
@@ -370,6 +371,10 @@ def test_a_cross_validation_counts_every_patient_as_tested():
         dict(zip(sorted(manifest["patient_id"].unique()), looked_at)))
     card = run_card(resolve("sample"), manifest)
     assert (card.n_test_patients, card.looked_at_test_patients) == (20, 20)
+    # counted group by group (the groups do not overlap), with each group's reason
+    assert sum(n for _, n in card.looked_at_by_reason) == 20
+    assert dict(card.to_frame().itertuples(index=False))[
+        "test patients looked at when choosing settings"].startswith("20 of 20: ")
     phantom = run_card(resolve("default"), make_manifest(6, 30, "phantom", 10))
     assert dict(phantom.to_frame().itertuples(index=False))[
         "test patients looked at when choosing settings"] == "none (PHANTOM patients)"

@@ -108,6 +108,7 @@ class RunCard(Result):
     training_institutions: tuple[str, ...] = ()          # holdout: the training patients'
     n_test_patients: int = 0           # patients scored as test patients (all of them in a cv)
     looked_at_test_patients: int = 0   # of those, patients in looked_at.toml
+    looked_at_by_reason: tuple[tuple[str, int], ...] = ()  # (why looked at, test patients)
 
     # ---------------------------------------------------------------- computed
 
@@ -227,8 +228,10 @@ class RunCard(Result):
         of the study was chosen (``looked_at.toml``, the choices page)."""
         if self.dataset == "PHANTOM":
             return "none (PHANTOM patients)"
-        return (f"{self.looked_at_test_patients} of {self.n_test_patients} (of the 20-patient "
-                "real sample, see Choices made)")
+        if not self.looked_at_test_patients:
+            return f"none of {self.n_test_patients}"
+        return (f"{self.looked_at_test_patients} of {self.n_test_patients}: "
+                f"{looked_at_words(self.looked_at_by_reason)} (Choices made)")
 
     def can_test(self) -> list[str]:
         """Plain sentences on what this run can and cannot test, from its settings alone."""
@@ -264,9 +267,9 @@ class RunCard(Result):
         if self.dataset != "PHANTOM" and self.looked_at_test_patients:
             sentences.append(
                 f"{self.looked_at_test_patients} of its {self.n_test_patients} test patients "
-                "belong to the 20-patient real sample, whose test results were looked at when "
-                "the U-Net recipe and Grad-CAM's scoring were chosen (Choices made): on them "
-                "the U-Net's and Grad-CAM's numbers may be optimistic.")
+                "had their results looked at while a setting was chosen "
+                f"({looked_at_words(self.looked_at_by_reason)}; Choices made): on them the "
+                "numbers those settings touch may be optimistic.")
         elif self.dataset != "PHANTOM":
             sentences.append("None of its test patients is among those whose test results "
                              "were looked at when a setting was chosen (Choices made lists "
@@ -511,14 +514,33 @@ def probe_in_words(run_dir) -> str:
     return f"{timing}{probe['why']}: {probe['chosen']} chosen"
 
 
-def looked_at_patients() -> set[str]:
-    """Real patients whose test results were looked at while a setting was chosen
-    (``looked_at.toml``, with the reason)."""
+def looked_at_groups() -> dict[str, tuple[str, frozenset]]:
+    """``looked_at.toml``: per group of real patients whose results were looked at while a
+    setting was chosen, (how and when, in words that follow "looked at", the patients)."""
     import tomllib
     from pathlib import Path
 
     listed = tomllib.loads((Path(__file__).with_name("looked_at.toml")).read_text())
-    return {patient for patients in listed.values() for patient in patients}
+    return {name: (group["looked_at"], frozenset(group["patients"]))
+            for name, group in listed.items()}
+
+
+def looked_at_patients() -> set[str]:
+    """Every patient of ``looked_at_groups``."""
+    return {patient for _, patients in looked_at_groups().values() for patient in patients}
+
+
+def looked_at_counts(test_patients) -> tuple[tuple[str, int], ...]:
+    """(why looked at, how many of ``test_patients``) for each group that has any."""
+    test_patients = set(map(str, test_patients))
+    counted = ((why, len(test_patients & patients))
+               for why, patients in looked_at_groups().values())
+    return tuple((why, n) for why, n in counted if n)
+
+
+def looked_at_words(by_reason) -> str:
+    """``looked_at_counts`` as words: "8 as ...; 10 as ..."."""
+    return "; ".join(f"{n} {why}" for why, n in by_reason)
 
 
 def _test_patients(manifest: pd.DataFrame, evaluation: str) -> dict:
@@ -532,6 +554,7 @@ def _test_patients(manifest: pd.DataFrame, evaluation: str) -> dict:
     patients = set(test["patient_id"].astype(str))
     return {"n_test_patients": len(patients),
             "looked_at_test_patients": len(patients & looked_at_patients()),
+            "looked_at_by_reason": looked_at_counts(patients),
             "test_institutions": tuple((str(k), int(n)) for k, n in test.groupby(
                 "institution")["patient_id"].nunique().items()) if evaluation == "holdout"
             else (),

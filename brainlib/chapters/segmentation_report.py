@@ -114,11 +114,12 @@ def paired_comparison(predictions: pd.DataFrame, reference_model: str,
 
 
 def worth_sentences(comparison: pd.DataFrame, dataset: str,
-                    looked_at: tuple[int, int] | None = None) -> list[str]:
+                    looked_at: tuple[int, tuple] | None = None) -> list[str]:
     """Chapter 07's closing words, from ``paired_comparison``: each difference with the
     side of 0 its patient-level interval lies on, and what the dataset lets them mean.
-    ``looked_at``: (test patients whose results chose the U-Net recipe, test patients),
-    from ``runcard.looked_at_patients``."""
+    ``looked_at``: (test patients, ``runcard.looked_at_counts`` of them)."""
+    from .runcard import looked_at_words
+
     lines = []
     for r in comparison.to_dict("records"):
         a, b = r["comparison"].split(" - ")
@@ -131,14 +132,17 @@ def worth_sentences(comparison: pd.DataFrame, dataset: str,
     if dataset.upper() == "PHANTOM":
         lines.append("These are PHANTOM numbers: they show the machinery works and say nothing "
                      "about what masks are worth on real MRI.")
+    elif looked_at is None:
+        lines.append(f"These are {dataset.upper()} patients.")
     else:
-        seen = ("" if looked_at is None else
-                f" {looked_at[0]} of this run's {looked_at[1]} test patients are among them." if
-                looked_at[0] else f" None of this run's {looked_at[1]} test patients is.")
-        lines.append(f"These are {dataset.upper()} patients. The U-Net's recipe was partly chosen "
-                     "by looking at one test fold of the 20-patient real sample (see the "
-                     "disclosure above and the choices-made page): on those patients its "
-                     "numbers may be optimistic." + seen)
+        n_test, by_reason = looked_at
+        seen = sum(n for _, n in by_reason)
+        lines.append(f"These are {dataset.upper()} patients. " + (
+            f"{seen} of this run's {n_test} test patients had their results looked at while "
+            f"a setting was chosen ({looked_at_words(by_reason)}; see the choices-made "
+            "page): on them the numbers may be optimistic." if seen else
+            f"None of this run's {n_test} test patients had their results looked at while a "
+            "setting was chosen."))
     return lines
 
 
