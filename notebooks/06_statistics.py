@@ -150,8 +150,8 @@ mcnemar = bl.stats.mcnemar_test(paired, method="exact")
 for name in ("b", "c", "pvalue", "difference", "ci_low", "ci_high",
              "accuracy_a", "accuracy_b"):
     glue_value(f"mcnemar_{name}", float(getattr(mcnemar, name)))
-methods = bl.stats.mcnemar_methods(paired)
-methods.drop(columns=["model_a", "model_b"]).round(4)
+methods = bl.stats.mcnemar_methods(paired)  # difference and interval: same each row
+methods[["method", "b", "c", "n", "statistic", "pvalue"]].round(4)
 
 # %% [markdown]
 # {glue:text}`model_a` was right on {glue:text}`mcnemar_b:.0f` slices that

@@ -1,6 +1,7 @@
 """The run card says what a run can and cannot test, computed from its parameters and
 manifest: PHANTOM or REAL, random or pretrained bases, and whether it repeats the paper's
 setting, which it claims only when every setting matches."""
+import json
 import subprocess
 import sys
 
@@ -378,3 +379,23 @@ def test_a_cross_validation_counts_every_patient_as_tested():
     phantom = run_card(resolve("default"), make_manifest(6, 30, "phantom", 10))
     assert dict(phantom.to_frame().itertuples(index=False))[
         "test patients looked at when choosing settings"] == "none (PHANTOM patients)"
+
+
+def test_the_card_of_an_auto_precision_run_shows_the_probe_from_its_first_chapter(tmp_path):
+    """The probe is timed when the first card is drawn (chapter 2), kept in the run folder,
+    and read back by every later card; a run without `auto` neither times nor shows it."""
+    from brainlib.training.experiment import PRECISION_PROBE_FILE
+
+    manifest = make_manifest(20, 97, "real", 31, 3)
+    auto = schema.resolve("sample", {"run_dir": str(tmp_path / "auto")})
+    row = dict(run_card(auto, manifest).to_frame().itertuples(index=False))[
+        "bfloat16 probe (decides 'auto')"]
+    kept = tmp_path / "auto" / PRECISION_PROBE_FILE
+    assert kept.exists() and row.endswith(f"{json.loads(kept.read_text())['chosen']} chosen")
+    kept.write_text(json.dumps({"chosen": "float32", "why": "a kept probe"}))
+    assert dict(run_card(auto, manifest).to_frame().itertuples(index=False))[
+        "bfloat16 probe (decides 'auto')"] == "a kept probe: float32 chosen"
+    fixed = schema.resolve("default", {"run_dir": str(tmp_path / "fixed")})
+    assert "bfloat16 probe (decides 'auto')" not in dict(
+        run_card(fixed, manifest).to_frame().itertuples(index=False))
+    assert not (tmp_path / "fixed" / PRECISION_PROBE_FILE).exists()

@@ -485,7 +485,8 @@ def run_card(params, manifest: pd.DataFrame, machine: dict | None = None) -> Run
         base_precision=str(params.get("base_precision", "float32")),
         unet_precision=str(params.get("unet_precision", "float32")),
         unet_tumor_free_ratio=float(params.get("unet_tumor_free_ratio", 0.0)),
-        precision_probe=probe_in_words(params.get("run_dir")),
+        precision_probe=probe_in_words(params.get("run_dir")) if "auto" in (
+            params.get("base_precision"), params.get("unet_precision")) else "",
         machine=machine_rows(machine) if machine else (),
         **_test_patients(manifest, evaluation),
     )
@@ -498,17 +499,12 @@ PRECISION_WORDS = {
 
 
 def probe_in_words(run_dir) -> str:
-    """The run's bfloat16 probe (`precision_probe.json` in the run folder), in one line;
-    empty when no setting asked for `auto`."""
-    import json
-    from pathlib import Path
+    """The run's bfloat16 probe in one line: the one kept in the run folder
+    (`experiment.precision_probe`), timed now if the run has none yet, so every chapter's
+    card shows what `auto` chose, from the first one on."""
+    from ..training.experiment import precision_probe
 
-    from ..training.experiment import PRECISION_PROBE_FILE
-
-    path = Path(run_dir) / PRECISION_PROBE_FILE if run_dir else None
-    if path is None or not path.exists():
-        return ""
-    probe = json.loads(path.read_text())
+    probe = precision_probe(run_dir)
     timing = (f"{probe['shape']} convolution: {probe['float32_ms']:.0f} ms float32, "
               f"{probe['bfloat16_ms']:.0f} ms bfloat16; " if "speedup" in probe else "")
     return f"{timing}{probe['why']}: {probe['chosen']} chosen"
