@@ -66,6 +66,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seeds", default="0,1,2,3,4", help="head seeds")
     args = parser.parse_args(argv)
 
+    from brainlib.data import machine
     from brainlib.training import classifier
     from brainlib.measures.metrics import roc_auc
 
@@ -74,7 +75,7 @@ def main(argv: list[str]) -> int:
     train = manifest["patient_id"].isin(patients[: int(0.7 * len(patients))]).to_numpy()
     labels = manifest["label"].to_numpy()
     print(f"{label}: {len(images)} slices of {len(patients)} patients at {args.size}x{args.size}; "
-          f"bfloat16 hardware here: {classifier.has_bfloat16()}")
+          f"bfloat16 hardware here: {machine.has_bfloat16()}")
     seeds = [int(seed) for seed in args.seeds.split(",")]
     for model in args.models.split(","):
         config = classifier.TrainConfig(image_size=args.size, epochs=args.epochs, seed=0)

@@ -145,9 +145,7 @@ def test_auto_precision_follows_the_probe_and_keeps_its_choice_in_the_run(monkey
     from brainlib import study
     from brainlib.chapters import runcard
     from brainlib.data import machine
-    from brainlib.training import classifier
 
-    monkeypatch.setattr(classifier, "has_bfloat16", lambda: True)
     run = params.resolve("lgg", {"run_dir": str(tmp_path / "run")})
     faster = {"shape": "16x128x128x32->64", "float32_ms": 90.0, "bfloat16_ms": 60.0,
               "speedup": 1.5, "chosen": "bfloat16", "why": "bfloat16 ran 1.50x as fast"}
@@ -166,6 +164,24 @@ def test_auto_precision_follows_the_probe_and_keeps_its_choice_in_the_run(monkey
     assert card["bfloat16 probe (decides 'auto')"] == (
         "16x128x128x32->64 convolution: 90 ms float32, 60 ms bfloat16; "
         "bfloat16 ran 1.50x as fast: bfloat16 chosen")
+
+
+def test_bfloat16_is_never_chosen_where_the_hardware_has_none(monkeypatch):
+    """The probe's one rule covers both `auto`s (a run's and `classifier.resolve_precision`):
+    however fast bfloat16 times, no bfloat16 arithmetic means float32, and the reason."""
+    from brainlib.data import machine
+    from brainlib.training import classifier
+
+    monkeypatch.setattr(machine, "has_bfloat16", lambda: False)
+    monkeypatch.setattr(machine, "BFLOAT16_MIN_SPEEDUP", 0.0)  # any timing is "faster"
+    machine.bfloat16_probe.cache_clear()
+    try:
+        probe = machine.bfloat16_probe()
+        assert classifier.resolve_precision("auto") == "float32" == probe["chosen"]
+        if "speedup" in probe:
+            assert probe["why"].endswith("but this CPU or GPU has no bfloat16 arithmetic")
+    finally:
+        machine.bfloat16_probe.cache_clear()
 
 
 def test_the_bfloat16_probe_times_both_precisions_here():

@@ -202,6 +202,22 @@ def bfloat16_convolution_works() -> bool:
     return True
 
 
+def has_bfloat16() -> bool:
+    """A GPU with bfloat16 arithmetic (compute capability 8.0 or newer), or a CPU with
+    AVX512-BF16 or AMX (read from /proc/cpuinfo; other systems: no)."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        major = tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))[0]
+        if major >= 8:
+            return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 BFLOAT16_PROBE_SHAPE = (16, 128, 128, 32, 64)
 """The probe's convolution: a batch of 16 128x128 maps, 32 channels in, 64 out, 3x3: the
 size of the U-Net's and the bases' middle layers in the CPU profiles."""
@@ -244,10 +260,13 @@ def bfloat16_probe(rounds: int = 5) -> dict:
     float32_ms, bfloat16_ms = (1000 * sorted(t)[len(t) // 2] for t in times.values())
     speedup = float32_ms / bfloat16_ms
     faster = speedup >= BFLOAT16_MIN_SPEEDUP
+    why = (f"bfloat16 ran {speedup:.2f}x as fast as float32 here "
+           f"({'at least' if faster else 'below'} {BFLOAT16_MIN_SPEEDUP}x)")
+    if faster and not has_bfloat16():
+        faster, why = False, why + ", but this CPU or GPU has no bfloat16 arithmetic"
     return {**record, "float32_ms": round(float32_ms, 2), "bfloat16_ms": round(bfloat16_ms, 2),
             "speedup": round(speedup, 3), "chosen": "bfloat16" if faster else "float32",
-            "why": (f"bfloat16 ran {speedup:.2f}x as fast as float32 here "
-                    f"({'at least' if faster else 'below'} {BFLOAT16_MIN_SPEEDUP}x)")}
+            "why": why}
 
 
 def bfloat16_refused(setting: str) -> str:

@@ -132,28 +132,13 @@ def build_frozen_base(model_name: str, config: TrainConfig) -> keras.Model:
     return base
 
 
-def has_bfloat16() -> bool:
-    """A GPU with bfloat16 arithmetic (compute capability 8.0 or newer), or a CPU with
-    AVX512-BF16 or AMX (read from /proc/cpuinfo; other systems: no)."""
-    for gpu in tf.config.list_physical_devices("GPU"):
-        major = tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))[0]
-        if major >= 8:
-            return True
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def resolve_precision(precision: str) -> str:
-    """"auto" -> "bfloat16" where the hardware has it and the probe finds it faster
-    (`machine.bfloat16_probe`), else "float32"."""
+    """"auto" -> what `machine.bfloat16_probe` chooses here ("bfloat16" or "float32"); a run
+    decides through `experiment.precision_probe`, which keeps that choice in its folder."""
     if precision == "auto":
         from ..data import machine
 
-        faster = machine.bfloat16_probe()["chosen"] == "bfloat16"
-        return "bfloat16" if faster and has_bfloat16() else "float32"
+        return machine.bfloat16_probe()["chosen"]
     return precision
 
 

@@ -112,19 +112,14 @@ PRECISION_PROBE_FILE = "precision_probe.json"
 
 def precision_probe(run_dir=None) -> dict:
     """The bfloat16 probe that decides every `auto` precision of a run
-    (`machine.bfloat16_probe`, bfloat16 also needing the hardware: `has_bfloat16`),
-    measured once and kept in the run folder, so a resumed run chooses as it first did
-    and the run card can show the measurement."""
+    (`machine.bfloat16_probe`), measured once and kept in the run folder, so a resumed run
+    chooses as it first did and the run card can show the measurement."""
     import json
 
     path = Path(run_dir) / PRECISION_PROBE_FILE if run_dir else None
     if path is not None and path.exists():
         return json.loads(path.read_text())
-    from .classifier import has_bfloat16
-
     probe = dict(machine.bfloat16_probe())
-    if probe["chosen"] == "bfloat16" and not has_bfloat16():
-        probe.update(chosen="float32", why="no bfloat16 arithmetic in this CPU or GPU")
     probe["machine"] = machine.in_words(machine.machine_record())
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
