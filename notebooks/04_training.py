@@ -39,11 +39,11 @@
 # classifiers train on {glue:text}`training_path`.
 #
 # Every model of this book, the U-Net of chapter 7 included, follows one protocol, run by
-# one runner (`brainlib.training.runner`). Under the **validated** protocol a share of each fold's
-# training patients is held out as *inner validation* patients (the same ones for every
-# model): they pick the epoch whose weights are kept (lowest validation loss) and the
-# decision threshold (highest validation accuracy). The test fold is never evaluated during
-# training. The **paper** protocol keeps the paper's procedure: all training patients, the
+# one runner (`brainlib.training.runner`). Under the **validated** protocol a share of each
+# training set's patients is held out as *inner validation* patients (the same ones for
+# every model): they pick the epoch whose weights are kept (lowest validation loss) and the
+# decision threshold (highest validation accuracy). The test patients are never evaluated
+# during training. The **paper** protocol keeps the paper's procedure: all training patients, the
 # last epoch, and a threshold of 0.5 on the tumor probability.
 
 # %% tags=["remove-cell"]
@@ -80,7 +80,8 @@ P, manifest, DATASET = notebook.open_run(globals())
 # %% [markdown]
 # ## Train
 #
-# Each unit is one model on one fold of one split, with true or shuffled labels. A stopped
+# Each unit is one model on one training set (a fold, an institution left out, or a
+# hold-out's training folder) of one split, with true or shuffled labels. A stopped
 # run resumes after its last finished unit; finished units are read back, not retrained.
 
 # %% tags=["nbval-ignore-output"]
@@ -131,8 +132,8 @@ report.without_single_fold(
 # %% [markdown]
 # ## Learning curves (the paper's Figs. 4-5)
 #
-# Training and inner-validation loss and accuracy per epoch, for each model and patient
-# fold. Validation here means the inner validation patients, never the test fold.
+# Training and inner-validation loss and accuracy per epoch, for each model and training
+# set. Validation here means the inner validation patients, never the test patients.
 
 # %%
 histories = bl.study.unit_histories(P)
@@ -145,8 +146,8 @@ fig.show()
 # %% [markdown]
 # ## Recap
 #
-# - This run has {glue:text}`n_units` units, each one model trained on one fold of one
-#   split ({glue:text}`training_path`); a finished unit is read back, not retrained.
+# - This run has {glue:text}`n_units` units, each one model trained on one training set of
+#   one split ({glue:text}`training_path`); a finished unit is read back, not retrained.
 # - The {glue:text}`n_main_units` units of the main experiment kept epochs
 #   {glue:text}`epochs` and thresholds {glue:text}`thresholds`, each chosen without its
 #   test patients: by its inner validation patients under the validated protocol, as the

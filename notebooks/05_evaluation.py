@@ -81,10 +81,10 @@ main = report.main_predictions(predictions)
 #
 # ## What was scored
 #
-# One row per experiment: the folds, the slices scored (each once), and the patients they
-# come from. Slices of one patient look alike and share the patient's anatomy and scanner,
-# so the patient count, not the slice count, is the sample size that limits how far any
-# result generalises.
+# One row per experiment: the slices scored (each once, by the one model that did not
+# train on their patient), and the patients they come from. Slices of one patient look
+# alike and share the patient's anatomy and scanner, so the patient count, not the slice
+# count, is the sample size that limits how far any result generalises.
 
 # %% tags=["nbval-check-output"]
 report.without_single_fold(
@@ -195,16 +195,16 @@ if many_folds:
 per_patient_rule = metrics.patient_metrics(main)
 n_patients = main["patient_id"].nunique()
 tumor_free = int((main.groupby("patient_id")["y_true"].max() == 0).sum())
-notebook.glue_values({"n_patients": n_patients, "tumor_free": tumor_free})
+notebook.glue_values({"n_patients": n_patients, "tumor_free": tumor_free,
+                      "tumor_free_line": evaluation_report.tumor_free_sentence(
+                          tumor_free, n_patients)})
 print(f"{n_patients} patients, {tumor_free} without any tumor slice")
 per_patient_rule[["model", "n", "tp", "fp", "fn", "tn", "accuracy", "recall",
                   "specificity", "auc", "note"]].round(3)
 
 # %% [markdown]
-# Tumor-free patients here: {glue:text}`tumor_free` of {glue:text}`n_patients`. The
-# patient rule's specificity and AUC rest on that many negatives: read them as anecdotes,
-# not estimates. In a collection of glioma patients, tumor-free patients are rare by design;
-# with few of them this rule mostly measures sensitivity.
+# {glue:text}`tumor_free_line` In a collection of glioma patients, tumor-free patients are
+# rare by design; with few of them this rule mostly measures sensitivity.
 #
 # Even that sensitivity is generous: under the **any-slice rule** a tumor patient whose only
 # positive call is a false alarm on a tumor-free slice counts as detected. A patient is
@@ -265,8 +265,8 @@ metrics.metrics_table(with_baselines, by=("model",))[
 # %% tags=["nbval-check-output"]
 versus = baselines.versus_baselines(with_baselines, P.model_names)
 print("\n".join(baselines.beat_sentences(versus)))
-report.joined_intervals(versus, {"95% (patients)": (
-    "ci_low (patients)", "ci_high (patients)")}).round(3)
+report.p_values_shown(report.joined_intervals(versus, {"95% (patients)": (
+    "ci_low (patients)", "ci_high (patients)")})).round(3)
 
 # %% [markdown]
 # ## ROC curves
@@ -292,9 +292,9 @@ plots.roc_figure(curves, bands,
 #
 # The paper kept the model of the last epoch and called a slice tumor when its probability
 # was above 0.5. The validated protocol of this book lets inner validation patients, taken
-# from each fold's training patients, choose the epoch and the threshold. When the run asks
-# for it (`compare_protocols`, on in the `sample` and `full` profiles), the classifiers'
-# main experiment is trained under both protocols, on the same folds, and compared here.
+# from each training set's patients, choose the epoch and the threshold. When the run asks
+# for it (`compare_protocols`, on in the `sample`, `lgg` and `full` profiles), the classifiers'
+# main experiment is trained under both protocols, on the same splits, and compared here.
 
 # %% tags=["nbval-check-output"]
 if P.compare_protocols:
@@ -332,13 +332,13 @@ if leakage.available:
         title=f"Slice split vs patient split, and the shuffled-label "
               f"control; 95% CIs resample patients ({DATASET})").show()
 
-# %% [markdown]
-# How much does the slice split inflate the numbers? The same slices are scored under both
-# splits, so the inflation is a paired difference, slice split minus patient split, on the
-# slices both splits scored, and its interval resamples patients; then the verdicts in words.
-
 # %% tags=["nbval-check-output"]
 if leakage.available:
+    notebook.show_markdown(
+        "How much does the slice split inflate the numbers? The same slices are "
+        "scored under both splits, so the inflation is a paired difference, slice "
+        "split minus patient split, on the slices both splits scored, and its "
+        "interval resamples patients; then the verdicts in words.")
     inflation = leakage_report.leakage_inflation(
         predictions, [MODEL_A, MODEL_B], **ANALYSIS)
     print(inflation.title(), *inflation.notes(), sep="\n")
@@ -350,27 +350,29 @@ if leakage.available:
                      "intervals lie above chance.")
 else:  # said once, above
     controls_line = "This run trained no shuffled-label control."
-notebook.glue_values({"controls_line": controls_line,
-                      "majority_rate": leakage.majority_rate})
+notebook.glue_value("controls_line", controls_line)
+
+# %% tags=["nbval-check-output"]
+if leakage.available:  # how to read the lines above; nothing to read otherwise
+    notebook.show_markdown(
+        "How to read these lines. A slice split helps a model by letting it recognise "
+        "patients it has already seen; the size of that help depends on how alike a "
+        "patient's slices are and how much the model memorises, so it is measured here "
+        "rather than assumed. On few patients the paired interval is wide, and an "
+        "inflation that is real on a large dataset can hide inside it.\n\n"
+        "The shuffled-label control checks the evaluation itself: with labels that "
+        "carry no information, the tumor probability should rank tumor slices no "
+        "better than a coin (AUC 0.5), and accuracy should not beat the "
+        f"{leakage.majority_rate:.3f} of always answering the majority class. "
+        f"{controls_line} Two cautions in reading such a count. Each interval "
+        "describes the sampling of test patients for one trained model; it does not "
+        "include the spread of the null itself, since one shuffle is one draw from it "
+        "(a permutation test would repeat the shuffle many times). And with several "
+        "intervals at 95%, one of them missing chance now and then is expected. A leak "
+        "would show as a pattern: AUC above chance for every model and split, "
+        "persisting when the shuffle is repeated with other seeds.")
 
 # %% [markdown]
-# How to read these lines. A slice split helps a model by letting it recognise patients it
-# has already seen; the size of that help depends on how alike a patient's
-# slices are and how much the model memorises, so it is measured here rather than assumed.
-# On few patients the paired interval is wide, and an inflation that is real on a large
-# dataset can hide inside it.
-#
-# The shuffled-label control checks the evaluation itself: with labels that carry no
-# information, the tumor probability should rank tumor slices no better than a coin (AUC
-# 0.5), and accuracy should not beat the {glue:text}`majority_rate:.3f` of always answering
-# the majority class. {glue:text}`controls_line` Two cautions in reading such a count. Each
-# interval describes the sampling of test patients for one trained model; it does not
-# include the spread of the null itself, since one shuffle is one draw from it (a
-# permutation test would repeat the shuffle many times). And with several intervals at 95%,
-# one of them missing chance now and then is expected. A leak would show as a pattern: AUC
-# above chance for every model and split, persisting when the shuffle is repeated with
-# other seeds.
-#
 # What this chapter cannot say: whether ResNet50 is better than VGG16. Both are scored on
 # the same slices, so the question needs a paired test, and the slices of a patient are not
 # independent evidence. That is the next chapter.

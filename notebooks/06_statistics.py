@@ -151,7 +151,8 @@ for name in ("b", "c", "pvalue", "difference", "ci_low", "ci_high",
              "accuracy_a", "accuracy_b"):
     glue_value(f"mcnemar_{name}", float(getattr(mcnemar, name)))
 methods = bl.stats.mcnemar_methods(paired)  # difference and interval: same each row
-methods[["method", "b", "c", "n", "statistic", "pvalue"]].round(4)
+report.p_values_shown(methods[["method", "b", "c", "n", "statistic",
+                               "pvalue"]].round(4), digits=4)
 
 # %% [markdown]
 # {glue:text}`model_a` was right on {glue:text}`mcnemar_b:.0f` slices that
@@ -179,8 +180,8 @@ methods[["method", "b", "c", "n", "statistic", "pvalue"]].round(4)
 clustered_mcnemar = bl.stats.clustered_mcnemar_methods(paired)
 for row in clustered_mcnemar.itertuples():
     glue_value(f"mcnemar_{row.method}_p", float(row.pvalue))
-clustered_mcnemar[["method", "unit", "b", "c", "n", "statistic",
-                   "pvalue"]].round(4)
+report.p_values_shown(clustered_mcnemar[[
+    "method", "unit", "b", "c", "n", "statistic", "pvalue"]].round(4), digits=4)
 
 # %% [markdown]
 # Slice-level exact p = {glue:text}`mcnemar_exact_p:.3g`; with the patient as the unit,
@@ -315,8 +316,9 @@ glue_value("delong_difference", float(delong.difference))
 glue_value("delong_p", float(delong.pvalue))
 glue_value("delong_clustered_p", float(delong_clustered.pvalue))
 glue_value("delong_se_ratio", float(delong_clustered.se / delong.se))
-comparison.auc_tests[["method", "auc_a", "auc_b", "difference", "se",
-                      "pvalue", "ci_low", "ci_high", "n_clusters"]].round(4)
+report.p_values_shown(comparison.auc_tests[[
+    "method", "auc_a", "auc_b", "difference", "se", "pvalue", "ci_low", "ci_high",
+    "n_clusters"]].round(4), digits=4)
 
 # %% [markdown]
 # The AUC difference is {glue:text}`delong_difference:+.3f`: p =

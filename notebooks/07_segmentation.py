@@ -215,9 +215,9 @@ notebook.glue_values(by_model.set_index("model").loc[
 by_model.round(3)
 
 # %% tags=["nbval-check-output"]
-report.joined_intervals(
+report.p_values_shown(report.joined_intervals(
     segmentation_report.paired_comparison(three, "unet", P.model_names),
-    {"95% (patients)": ("ci_low (patients)", "ci_high (patients)")}).round(
+    {"95% (patients)": ("ci_low (patients)", "ci_high (patients)")})).round(
         {"accuracy difference": 3, "AUC difference": 3})
 
 # %% [markdown]

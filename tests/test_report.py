@@ -618,3 +618,32 @@ def test_headline_values_are_the_patient_intervals(main, full):
     row = table.values.set_index(["model", "metric"]).loc[("vgg16", "accuracy")]
     assert values["b_accuracy"] == report.interval_text(row["estimate"], row["patients_low"],
                                                         row["patients_high"])
+
+
+def test_p_values_below_the_shown_digits_read_as_a_bound_not_zero():
+    table = pd.DataFrame({"comparison": ["a", "b", "c"], "accuracy difference": [0.1, 0.0, 0.2],
+                          "McNemar p (exact)": [0.0004, 0.4612, np.nan],
+                          "DeLong p (patient-clustered)": [2.2e-9, 0.999, 0.05],
+                          "pvalue": [1e-12, 0.001, 1.0]})
+    shown = report.p_values_shown(table)
+    assert shown["McNemar p (exact)"].tolist() == ["< 0.001", "0.461", "—"]
+    assert shown["DeLong p (patient-clustered)"].tolist() == ["< 0.001", "0.999", "0.050"]
+    assert shown["pvalue"].tolist() == ["< 0.001", "0.001", "1.000"]
+    assert shown["accuracy difference"].tolist() == [0.1, 0.0, 0.2]  # not a p column
+    assert report.p_values_shown(table, digits=4)["McNemar p (exact)"][0] == "0.0004"
+    assert not report.is_p_column("p_tumor") and not report.is_p_column("patients")
+
+
+@pytest.mark.parametrize("tumor_free, n, expected", [
+    (0, 15, "None of the 15 test patients is tumor-free, so the patient rule's specificity "
+            "and AUC cannot be computed here"),
+    (1, 7, "1 of the 7 test patients is tumor-free: the patient rule's specificity and AUC "
+           "rest on that one negative, so read them as anecdotes"),
+    (3, 20, "3 of the 20 test patients are tumor-free: the patient rule's specificity and "
+            "AUC rest on those 3 negatives"),
+    (12, 110, "12 of the 110 test patients are tumor-free, the negatives the patient rule's"),
+])
+def test_the_tumor_free_sentence_follows_the_count(tumor_free, n, expected):
+    from brainlib.chapters import evaluation_report
+
+    assert evaluation_report.tumor_free_sentence(tumor_free, n).startswith(expected)

@@ -199,6 +199,22 @@ def patient_summary(main_predictions_table: pd.DataFrame, models) -> PatientSumm
                           missed_patients=missed_patients, worst=worst, models=models)
 
 
+def tumor_free_sentence(tumor_free: int, n_patients: int) -> str:
+    """What the patient rule's specificity and AUC rest on, from the count of tumor-free
+    test patients: nothing (none: they are undefined), anecdotes (a few), or estimates."""
+    if tumor_free == 0:
+        return (f"None of the {n_patients} test patients is tumor-free, so the patient rule's "
+                "specificity and AUC cannot be computed here (dashes in the table): on these "
+                "patients it measures sensitivity only.")
+    counted = (f"{tumor_free} of the {n_patients} test patients "
+               f"{'is' if tumor_free == 1 else 'are'} tumor-free")
+    if tumor_free < 10:
+        return (f"{counted}: the patient rule's specificity and AUC rest on "
+                f"{'that one negative' if tumor_free == 1 else f'those {tumor_free} negatives'}"
+                ", so read them as anecdotes, not estimates.")
+    return f"{counted}, the negatives the patient rule's specificity and AUC rest on."
+
+
 def protocol_table(predictions: pd.DataFrame) -> pd.DataFrame:
     """The main experiment (patient folds, true labels) per model and protocol, side by
     side: accuracy, sensitivity, specificity, AUC and the median of the units' thresholds

@@ -105,6 +105,24 @@ def joined_intervals(frame: pd.DataFrame, intervals: dict[str, tuple[str, str]],
     return shown
 
 
+def is_p_column(name) -> bool:
+    """A p-value column of a chapter's table: "pvalue", "... p", "... p (...)"."""
+    name = str(name)
+    return name == "pvalue" or name.endswith(" p") or " p (" in f" {name}"
+
+
+def p_values_shown(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A table's p-value columns (``is_p_column``) as text: below 10^-digits as "< 0.001"
+    (not a rounded 0.000, which reads as impossible), else ``digits`` decimals; undefined
+    as "—". The other columns are left as they are."""
+    shown = frame.copy()
+    floor = 10.0 ** -digits
+    for column in filter(is_p_column, shown.columns):
+        shown[column] = ["—" if not np.isfinite(p) else f"< {floor:.{digits}f}" if p < floor
+                         else f"{p:.{digits}f}" for p in shown[column].astype(float)]
+    return shown
+
+
 def lean(difference: float, names=("a", "b")) -> str:
     """Which way a point estimate of ``names[0] - names[1]`` leans: a name, or "neither"."""
     if not np.isfinite(difference) or difference == 0:

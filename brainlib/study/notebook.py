@@ -130,6 +130,14 @@ def glue_value(name: str, value) -> None:
     glue(name, value, display=False)
 
 
+def show_markdown(text: str) -> None:
+    """Show prose that only applies to some runs as rendered Markdown (in Jupyter, Colab and
+    the book alike), from the cell that knows whether it applies."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))
+
+
 def glue_values(values: dict) -> None:
     """``glue_value`` for each name and value of a mapping (e.g. a result's ``values()``)."""
     for name, value in values.items():
