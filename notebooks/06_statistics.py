@@ -88,8 +88,8 @@ comparison = comparison_report.compare_models(
 #
 # ## Part 1: the two models on this study's predictions
 #
-# The comparison uses the patient folds with true labels: every slice is scored once, by
-# the model of the fold that held its patient out. Pairing joins the two models' rows slice
+# The comparison uses the main experiment (true labels): every slice is scored once, by
+# the model that did not train on its patient. Pairing joins the two models' rows slice
 # by slice and checks that they agree on the truth.
 #
 # ### The primary question, declared before the results
@@ -357,18 +357,18 @@ if fold_accuracy := comparison.fold_tests.get("accuracy"):
 #
 # ### Holm's correction across the secondary tests
 #
-# Testing six metrics gives six chances of a false alarm. Holm's step-down procedure keeps
+# Testing several metrics gives as many chances of a false alarm. Holm's step-down procedure keeps
 # the chance of any false rejection at 5% across the family: sort the p-values, multiply the
 # smallest by the number of tests, the next by one fewer, and so on (never decreasing).
-# Three families, each corrected on its own: the slice-level tests, one per metric (McNemar
+# Up to three families, each corrected on its own: the slice-level tests, one per metric (McNemar
 # on all slices for accuracy, on the tumor slices for sensitivity, on the tumor-free slices
 # for specificity; DeLong for AUC); the same four with the patient as the unit (Durkalski's
 # clustered McNemar, the patient-clustered DeLong), whose p-values do not pretend the
-# slices are independent; and the fold-level corrected t-tests.
+# slices are independent; and, in a cross-validation, the fold-level corrected t-tests.
 
 # %% tags=["nbval-check-output"]
 glue_value("holm_line", comparison_report.holm_sentence(comparison))
-comparison.holm.droplevel("row").round(4)
+report.p_values_shown(comparison.holm.droplevel("row").round(4), digits=4)
 
 # %% [markdown]
 # {glue:text}`holm_line`
@@ -376,9 +376,9 @@ comparison.holm.droplevel("row").round(4)
 # ### Secondary: how much is seed noise?
 #
 # One seed fixes the splits, the initial weights, the batch order and the inner validation
-# draw. With `repeat_seeds` (the `sample` profile: seeds 1 and 2 besides 0), the
-# classifiers' main experiment is trained again with other training seeds on the same
-# folds; the spread of the difference across seeds is the part of it that a reseed moves.
+# draw. With `repeat_seeds` (the `sample` and `lgg` profiles: seeds 1 and 2 besides 0),
+# the classifiers' main experiment is trained again with other training seeds on the same
+# splits; the spread of the difference across seeds is the part of it that a reseed moves.
 
 # %% tags=["nbval-check-output"]
 if len(P.training_seeds) > 1:

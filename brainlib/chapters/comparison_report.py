@@ -256,11 +256,11 @@ def compare_models(predictions: pd.DataFrame, model_a: str, model_b: str, rope: 
 
 def fold_section(comparison: ModelComparison, evaluation: str) -> tuple[list[str], list, str]:
     """Chapter 06's fold-by-fold section: the lines to print, the tables to show and the
-    sentence its prose quotes (accuracy's corrected and Bayesian correlated t-tests)."""
+    sentence its prose quotes (accuracy's corrected and Bayesian correlated t-tests; none
+    where the section does not apply: its one printed line says so)."""
     if comparison.n_folds < 2:
-        line = (f"Not applicable to this run (evaluation={evaluation}): "
-                "its one test set gives nothing to compare split by split.")
-        return [line], [], line
+        return [f"Not applicable to this run (evaluation={evaluation}): "
+                "its one test set gives nothing to compare split by split."], [], ""
     lines = [f"{len(comparison.fold_tests)} metrics tested across {comparison.n_folds} folds"
              + "".join(f"\n  not tested: {m}: {why}"
                        for m, why in comparison.fold_skipped.items())]

@@ -338,7 +338,7 @@ class PerPatientComparison(Result):
 
     def summary(self) -> str:
         """The tests, not the per-patient table (that is ``to_frame()``)."""
-        with pd.option_context("display.width", 120, "display.float_format", "{:.6g}".format):
+        with pd.option_context("display.width", 120, "display.float_format", "{:.3g}".format):
             table = self.tests_frame().to_string()
         return "\n".join([self.title(), table, *self.notes()])
 

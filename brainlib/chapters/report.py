@@ -106,9 +106,10 @@ def joined_intervals(frame: pd.DataFrame, intervals: dict[str, tuple[str, str]],
 
 
 def is_p_column(name) -> bool:
-    """A p-value column of a chapter's table: "pvalue", "... p", "... p (...)"."""
+    """A p-value column of a chapter's table: "pvalue", Holm's "adjusted", "... p",
+    "... p (...)"."""
     name = str(name)
-    return name == "pvalue" or name.endswith(" p") or " p (" in f" {name}"
+    return name in ("pvalue", "adjusted") or name.endswith(" p") or " p (" in f" {name}"
 
 
 def p_values_shown(frame: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
