@@ -97,8 +97,10 @@ spread.spread.round(2)
 # score with neighbouring slices) were chosen in the book's development by looking at one
 # test fold of the 20-patient real sample, so the U-Net's numbers on that sample may be
 # optimistic. Its recipe was checked since on 7 real patients outside the sample, trained
-# on 103 others (see the choices-made page). The run card counts how many of this run's
-# test patients belong to that sample.
+# on 103 others (see the choices-made page). The `lgg` profile's size, widths, epochs and
+# tumor-free share were chosen on 10 inner-validation patients of a tuning split of
+# lgg-dev60. Both groups are listed in `looked_at.toml`; the run card, and this chapter's
+# closing words, count how many of this run's test patients are in each.
 
 # %% tags=["nbval-ignore-output"]
 print(bl.study.segmentation_config(P))
@@ -118,7 +120,7 @@ plots.learning_curves_figure(histories, quantities=("loss",), title=(
 # %% [markdown]
 # ## How good are the masks? (eqs. 15-17)
 #
-# Measured at the original 256x256 resolution, from the masks each fold saved (no model
+# Measured at the original 256x256 resolution, from the masks each unit saved (no model
 # needed). Per slice, over tumor slices only; and per patient volume (all of a patient's
 # slices stacked), the unit the dataset's authors report. Distances are in pixels and left
 # out where either mask is empty. Keeping only the largest connected 3-D component of each
@@ -190,8 +192,8 @@ segmentation_report.best_worst_masks_figure(folder, manifest, per_patient,
 # logits of the slices just below and above it in the same volume
 # (`slice_score="max_probability_3d"`). A tumor spans several slices, while a spurious blob
 # seldom repeats on the next one. The table compares the AUC of this score with the
-# slice's own maximum, fold by fold, on the same test slices (both computed from the
-# scores each fold saved).
+# slice's own maximum, test set by test set, on the same test slices (both computed from
+# the scores each unit saved).
 
 # %% tags=["nbval-check-output"]
 by_fold = segmentation_report.auc_by_fold(
@@ -236,7 +238,7 @@ print("\n".join(baselines.beat_sentences(
 # A slice label says only *whether* a tumor is there; a mask says *where*. A U-Net trained
 # from scratch on the masks learns from every tumor pixel, and its maximum pixel score,
 # taken with the neighbouring slices', is a slice classifier in its own right. The tables
-# above compare it with the slice-label classifiers on the same patients and folds, under
+# above compare it with the slice-label classifiers on the same patients and splits, under
 # the same protocol. The comparison changes two things at once: the U-Net learns from
 # masks, and it trains every layer from scratch at its own input size, while each
 # classifier trains only a head on a frozen base. A difference below is what both changes

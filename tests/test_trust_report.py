@@ -74,7 +74,17 @@ def test_gradcam_table_means_and_baseline():
     assert row["pointing game value"] == 0.75 and row["energy inside value"] == pytest.approx(0.3)
     assert row["tumor slices"] == 4 and row["patients"] == 3
     sentence = trust_report.gradcam_sentences(trust_report.gradcam_table(scores), {"m": 4})[0]
-    assert "75.0% of 4 tumor slices, above the 10.0%" in sentence and "4x4 cells" in sentence
+    # paired slice by slice: (0.9 - 0.1 + 0.9 + 0.9) / 4
+    assert row["pointing - baseline value"] == pytest.approx(0.65)
+    assert "75.0% of 4 tumor slices, which " in sentence and "4x4 cells" in sentence
+    assert trust_report.beyond_baseline(row) in sentence
+    always = scores.assign(pointing=True, patient_id=list("abcd"))
+    row = trust_report.gradcam_table(always).iloc[0]
+    assert trust_report.beyond_baseline(row) == "above"  # every resample: 1.0 - 0.1
+    assert "which is above the 10.0%" in trust_report.gradcam_sentences(
+        trust_report.gradcam_table(always), {})[0]
+    never = scores.assign(pointing=False, patient_id=list("abcd"))
+    assert trust_report.beyond_baseline(trust_report.gradcam_table(never).iloc[0]) == "below"
     assert "25.0% of its maxima lie on the head's outer rim" in sentence
     patients = trust_report.gradcam_patients(scores).set_index("patient_id")
     assert patients.loc["a", "pointing"] == 0.5 and patients.loc["a", "tumor_slices"] == 2
@@ -142,8 +152,8 @@ def test_recap_values_count_what_the_tables_say():
         "ECE": [0.10, 0.05, 0.04, 0.06, 0.2]})
     errors = error_rows({"entropy": (0.8, 0.7, 0.9), "margin": (0.5, 0.4, 0.6)})
     errors = pd.concat([errors, errors.assign(model="n", low=0.45)], ignore_index=True)
-    gradcam = pd.DataFrame({"model": ["a", "b"], "pointing game value": [0.3, 0.05],
-                            "random-heatmap baseline value": [0.1, 0.1]})
+    gradcam = pd.DataFrame({"model": ["a", "b", "c"], "pointing - baseline low": [0.05, -0.1,
+                                                                                  -0.2]})
     values = trust_report.recap_values(calibration, errors, gradcam)
     assert values == {"n_scaled": 2, "scaling_lowered": 1, "n_flagged_models": 2,
-                      "flagging_models": 1, "n_heatmap_models": 2, "pointing_models": 1}
+                      "flagging_models": 1, "n_heatmap_models": 3, "pointing_models": 1}

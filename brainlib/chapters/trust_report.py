@@ -222,8 +222,21 @@ def gradcam_table(scores: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                 own, lambda part, c=column: float(part[c].mean()), RESAMPLES, seed=seed)
             row[label] = interval_text(estimate, low, high)
             row[f"{label} value"] = estimate
+        # paired, slice by slice and resampled by patient: is the heatmap better than none?
+        estimate, low, high = stats.patient_bootstrap(
+            own, lambda part: float((part["pointing"] - part["baseline"]).mean()),
+            RESAMPLES, seed=seed)
+        row.update({"pointing - baseline value": estimate, "pointing - baseline low": low,
+                    "pointing - baseline high": high})
         records.append(row)
     return pd.DataFrame(records)
+
+
+def beyond_baseline(row) -> str:
+    """Where the paired interval of pointing minus baseline lies: "above", "below", or
+    "cannot be told from" (it holds 0)."""
+    low, high = row["pointing - baseline low"], row["pointing - baseline high"]
+    return "above" if low > 0 else "below" if high < 0 else "cannot be told from"
 
 
 def gradcam_patients(scores: pd.DataFrame) -> pd.DataFrame:
@@ -239,11 +252,15 @@ def gradcam_sentences(table: pd.DataFrame, heatmap_cells: dict[str, int]) -> lis
     out = []
     for _, row in table.iterrows():
         pointing, baseline = row["pointing game value"], row["random-heatmap baseline value"]
-        side = "above" if pointing > baseline else "not above"
+        side = beyond_baseline(row)
         cells = heatmap_cells.get(row["model"])
         out.append(f"{row['model']}: its heatmap's maximum falls inside the tumor on "
-                   f"{pointing:.1%} of {row['tumor slices']} tumor slices, {side} the "
-                   f"{baseline:.1%} a heatmap that knows nothing would score; "
+                   f"{pointing:.1%} of {row['tumor slices']} tumor slices, which "
+                   f"{'is ' if side != 'cannot be told from' else ''}{side} the "
+                   f"{baseline:.1%} a heatmap that knows nothing would score (difference "
+                   f"{row['pointing - baseline value']:+.1%}, 95% interval "
+                   f"{row['pointing - baseline low']:+.1%} to "
+                   f"{row['pointing - baseline high']:+.1%}, patients resampled); "
                    f"{row['energy inside value']:.1%} of its heatmap's mass lies inside the tumor"
                    + (f" (heatmaps of {cells}x{cells} cells, resized to the image)"
                       if cells else "") + f"; {row[RIM]} of its maxima lie on "
@@ -258,12 +275,12 @@ def recap_values(calibration: pd.DataFrame, errors: pd.DataFrame,
     """The counts chapter 08's recap quotes: of the models with a fitted temperature, how
     many it brought a lower ECE; how many models have a measure whose error-detection AUROC
     interval lies above chance; how many classifiers' heatmaps point into the tumor more
-    often than a heatmap that knows nothing."""
+    often than a heatmap that knows nothing (the paired interval above 0)."""
     scaled = calibration[calibration["probability"] == "temperature-scaled"]
     trained = calibration[calibration["probability"] == "as trained"].set_index("model")["ECE"]
     lowered = int((scaled.set_index("model")["ECE"] < trained.reindex(scaled["model"])).sum())
     flagging = errors.groupby("model")["low"].max().gt(0.5)
-    pointing = gradcam["pointing game value"] > gradcam["random-heatmap baseline value"]
+    pointing = gradcam["pointing - baseline low"] > 0  # the paired interval above 0
     return {"n_scaled": len(scaled), "scaling_lowered": lowered,
             "n_flagged_models": len(flagging), "flagging_models": int(flagging.sum()),
             "n_heatmap_models": len(gradcam), "pointing_models": int(pointing.sum())}
