@@ -261,4 +261,4 @@ trust_report.heatmap_overlay_figure(
 #   radiologist worth it.
 # - **Grad-CAM:** {glue:text}`pointing_models` of {glue:text}`n_heatmap_models` classifiers'
 #   heatmaps have their maximum inside the tumor more often than a heatmap that knows
-#   nothing, by a paired interval that excludes no difference.
+#   nothing (the paired interval of their difference lies above 0).
