@@ -21,7 +21,7 @@
 # The paper's abstract says that "Bayesian inference is utilized to gauge the uncertainty
 # in the network's parameters, providing a probabilistic interpretation", and shows none.
 # A radiologist deciding whether to use such a model asks four questions, and this chapter
-# answers them for ResNet50, VGG16 and the U-Net on the same patients and folds as the
+# answers them for ResNet50, VGG16 and the U-Net on the same patients and splits as the
 # chapters before, from the units they trained (nothing is retrained here):
 #
 # 1. How sure is the model of each slice, and is that spread meaningful?
@@ -72,7 +72,7 @@ notebook.glue_value("dataset", DATASET)
 # over the head cost seconds.
 #
 # **The U-Net: test-time augmentation, not MC dropout.** The U-Net has no dropout; adding
-# spatial dropout would change its architecture and retrain every fold. Instead it sees
+# spatial dropout would change its architecture and retrain every unit. Instead it sees
 # each test slice in ten views drawn from its own training transforms (a horizontal flip
 # and rotations of up to 15 degrees), each prediction turned back into the slice's frame.
 # The spread measures its sensitivity to those nuisances, not its parameter uncertainty.
@@ -119,7 +119,7 @@ fig.show()
 #
 # **Temperature scaling** {cite}`guo2017` divides each unit's log-odds by one number T,
 # fitted by maximum likelihood on that unit's inner-validation patients only and applied to
-# its test fold. It changes no call (the threshold moves with it), only the probabilities.
+# its test patients. It changes no call (the threshold moves with it), only the probabilities.
 
 # %% tags=["nbval-check-output"]
 calibration = trust_report.calibration_table(rows, MODELS, seed=P.seed)
@@ -201,7 +201,7 @@ trust_report.uncertainty_overlay_figure(
 # rectifies: a heatmap of where the evidence for "tumor" sits, resized to the image. (A
 # head that standardises its features reads each map relative to its training mean, so the
 # maps are taken relative to it.) Heatmaps are not judged by eye here but scored against
-# the radiologist's mask on every tumor slice of the test folds, over the brain:
+# the radiologist's mask on every tumor slice of the test patients, over the brain:
 #
 # - the **pointing game**: is the heatmap's maximum inside the tumor?
 # - the **energy inside**: what share of the heatmap's mass lies in the tumor?
