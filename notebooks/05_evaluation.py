@@ -195,9 +195,10 @@ if many_folds:
 per_patient_rule = metrics.patient_metrics(main)
 n_patients = main["patient_id"].nunique()
 tumor_free = int((main.groupby("patient_id")["y_true"].max() == 0).sum())
+tumor_free_line = evaluation_report.tumor_free_sentence(tumor_free,
+                                                         n_patients)
 notebook.glue_values({"n_patients": n_patients, "tumor_free": tumor_free,
-                      "tumor_free_line": evaluation_report.tumor_free_sentence(
-                          tumor_free, n_patients)})
+                      "tumor_free_line": tumor_free_line})
 print(f"{n_patients} patients, {tumor_free} without any tumor slice")
 per_patient_rule[["model", "n", "tp", "fp", "fn", "tn", "accuracy", "recall",
                   "specificity", "auc", "note"]].round(3)
@@ -335,10 +336,11 @@ if leakage.available:
 # %% tags=["nbval-check-output"]
 if leakage.available:
     notebook.show_markdown(
-        "How much does the slice split inflate the numbers? The same slices are "
-        "scored under both splits, so the inflation is a paired difference, slice "
-        "split minus patient split, on the slices both splits scored, and its "
-        "interval resamples patients; then the verdicts in words.")
+        "How much does the slice split inflate the numbers? The same slices "
+        "are scored under both splits, so the inflation is a paired "
+        "difference, slice split minus patient split, on the slices both "
+        "splits scored, and its interval resamples patients; then the "
+        "verdicts in words.")
     inflation = leakage_report.leakage_inflation(
         predictions, [MODEL_A, MODEL_B], **ANALYSIS)
     print(inflation.title(), *inflation.notes(), sep="\n")
@@ -353,24 +355,27 @@ else:  # said once, above
 notebook.glue_value("controls_line", controls_line)
 
 # %% tags=["nbval-check-output"]
-if leakage.available:  # how to read the lines above; nothing to read otherwise
+if leakage.available:  # how to read the lines above, where there are any
     notebook.show_markdown(
-        "How to read these lines. A slice split helps a model by letting it recognise "
-        "patients it has already seen; the size of that help depends on how alike a "
-        "patient's slices are and how much the model memorises, so it is measured here "
-        "rather than assumed. On few patients the paired interval is wide, and an "
-        "inflation that is real on a large dataset can hide inside it.\n\n"
-        "The shuffled-label control checks the evaluation itself: with labels that "
-        "carry no information, the tumor probability should rank tumor slices no "
-        "better than a coin (AUC 0.5), and accuracy should not beat the "
-        f"{leakage.majority_rate:.3f} of always answering the majority class. "
-        f"{controls_line} Two cautions in reading such a count. Each interval "
-        "describes the sampling of test patients for one trained model; it does not "
-        "include the spread of the null itself, since one shuffle is one draw from it "
-        "(a permutation test would repeat the shuffle many times). And with several "
-        "intervals at 95%, one of them missing chance now and then is expected. A leak "
-        "would show as a pattern: AUC above chance for every model and split, "
-        "persisting when the shuffle is repeated with other seeds.")
+        "How to read these lines. A slice split helps a model by letting "
+        "it recognise patients it has already seen; the size of that help "
+        "depends on how alike a patient's slices are and how much the "
+        "model memorises, so it is measured here rather than assumed. On "
+        "few patients the paired interval is wide, and an inflation that "
+        "is real on a large dataset can hide inside it.\n\nThe "
+        "shuffled-label control checks the evaluation itself: with labels "
+        "that carry no information, the tumor probability should rank "
+        "tumor slices no better than a coin (AUC 0.5), and accuracy should "
+        f"not beat the {leakage.majority_rate:.3f} of always answering the "
+        f"majority class. {controls_line} Two cautions in reading such a "
+        "count. Each interval describes the sampling of test patients for "
+        "one trained model; it does not include the spread of the null "
+        "itself, since one shuffle is one draw from it (a permutation test "
+        "would repeat the shuffle many times). And with several intervals "
+        "at 95%, one of them missing chance now and then is expected. A "
+        "leak would show as a pattern: AUC above chance for every model "
+        "and split, persisting when the shuffle is repeated with other "
+        "seeds.")
 
 # %% [markdown]
 # What this chapter cannot say: whether ResNet50 is better than VGG16. Both are scored on

@@ -150,7 +150,8 @@ mcnemar = bl.stats.mcnemar_test(paired, method="exact")
 for name in ("b", "c", "pvalue", "difference", "ci_low", "ci_high",
              "accuracy_a", "accuracy_b"):
     glue_value(f"mcnemar_{name}", float(getattr(mcnemar, name)))
-methods = bl.stats.mcnemar_methods(paired)  # difference and interval: same each row
+# the difference and its interval are the same on each row: in the text
+methods = bl.stats.mcnemar_methods(paired)
 report.p_values_shown(methods[["method", "b", "c", "n", "statistic",
                                "pvalue"]].round(4), digits=4)
 
@@ -181,7 +182,8 @@ clustered_mcnemar = bl.stats.clustered_mcnemar_methods(paired)
 for row in clustered_mcnemar.itertuples():
     glue_value(f"mcnemar_{row.method}_p", float(row.pvalue))
 report.p_values_shown(clustered_mcnemar[[
-    "method", "unit", "b", "c", "n", "statistic", "pvalue"]].round(4), digits=4)
+    "method", "unit", "b", "c", "n", "statistic", "pvalue"]].round(4),
+    digits=4)
 
 # %% [markdown]
 # Slice-level exact p = {glue:text}`mcnemar_exact_p:.3g`; with the patient as the unit,
@@ -317,8 +319,8 @@ glue_value("delong_p", float(delong.pvalue))
 glue_value("delong_clustered_p", float(delong_clustered.pvalue))
 glue_value("delong_se_ratio", float(delong_clustered.se / delong.se))
 report.p_values_shown(comparison.auc_tests[[
-    "method", "auc_a", "auc_b", "difference", "se", "pvalue", "ci_low", "ci_high",
-    "n_clusters"]].round(4), digits=4)
+    "method", "auc_a", "auc_b", "difference", "se", "pvalue", "ci_low",
+    "ci_high", "n_clusters"]].round(4), digits=4)
 
 # %% [markdown]
 # The AUC difference is {glue:text}`delong_difference:+.3f`: p =
