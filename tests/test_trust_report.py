@@ -157,3 +157,20 @@ def test_recap_values_count_what_the_tables_say():
     values = trust_report.recap_values(calibration, errors, gradcam)
     assert values == {"n_scaled": 2, "scaling_lowered": 1, "n_flagged_models": 2,
                       "flagging_models": 1, "n_heatmap_models": 3, "pointing_models": 1}
+
+
+def test_the_calibration_sentence_says_when_scaling_moved_nothing_beyond_noise():
+    row = {"model": "m", "temperature": "", "fits at a bound": 0}
+    table = pd.DataFrame([
+        {**row, "probability": "as trained", "ECE": 0.130, "ECE low": 0.076, "ECE high": 0.211,
+         "brier": 0.1652},
+        {**row, "probability": "temperature-scaled", "ECE": 0.111, "ECE low": 0.073,
+         "ECE high": 0.192, "brier": 0.1649, "temperature": "1.29"}])
+    [sentence] = trust_report.calibration_sentences(table)
+    assert ("lowered it to 0.111 [0.073, 0.192] (a change inside that interval, so within "
+            "resampling noise) and left the Brier score at 0.165.") in sentence
+    apart = table.assign(**{"ECE low": [0.076, 0.010], "ECE high": [0.211, 0.050],
+                            "ECE": [0.130, 0.030], "brier": [0.165, 0.150]})
+    [sentence] = trust_report.calibration_sentences(apart)
+    assert "within resampling noise" not in sentence
+    assert "took the Brier score from 0.165 to 0.150" in sentence

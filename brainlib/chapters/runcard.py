@@ -363,7 +363,7 @@ class RunCard(Result):
             ("slices", str(self.n_slices)),
             ("tumor slices", f"{self.n_tumor_slices} ({share:.1%})"),
             ("institutions", f"{len(self.institutions)} ({', '.join(self.institutions)})"),
-            ("models", ", ".join(DISPLAY_NAMES[m] for m in self.models)),
+            ("classifiers compared", ", ".join(DISPLAY_NAMES[m] for m in self.models)),
             ("base weights", self.weights),
             ("transfer learning", yes(self.is_transfer_learning)),
             ("input size", f"{self.image_size}x{self.image_size}"),

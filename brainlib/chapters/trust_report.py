@@ -318,9 +318,15 @@ def calibration_sentences(table: pd.DataFrame) -> list[str]:
             fitted = scaled["temperature"]
             one_fit = "-" not in fitted
             where = f"T = {fitted}" if one_fit else f"T {fitted} across folds"
+            within = scaled["ECE low"] <= trained["ECE"] <= scaled["ECE high"]
+            brier = (f"left the Brier score at {trained['brier']:.3f}"
+                     if f"{trained['brier']:.3f}" == f"{scaled['brier']:.3f}" else
+                     f"took the Brier score from {trained['brier']:.3f} to "
+                     f"{scaled['brier']:.3f}")
             text += (f"; temperature scaling ({where}) "
                      f"{change} it to {interval_text(scaled['ECE'], scaled['ECE low'], scaled['ECE high'])}"
-                     f" and took the Brier score from {trained['brier']:.3f} to {scaled['brier']:.3f}")
+                     + (" (a change inside that interval, so within resampling noise)"
+                        if within else "") + f" and {brier}")
             if scaled["fits at a bound"]:
                 low, high = calibration.TEMPERATURE_BOUNDS
                 which = ("The fitted T" if one_fit else
