@@ -66,11 +66,12 @@ def write_toml(results: list[dict], native: str, path: Path) -> None:
              "# arithmetic differs from the recording's. Written by",
              "# benchmarks/bench_training_spread.py --toml (do not edit by hand; re-measure).",
              "", "[measurement]",
-             f'what = "seeds 0-{len(seeds) - 1} on the recording machine, seed 0 under '
+             f'what = "seeds 0-{len(seeds) - 1} on the machine measured, seed 0 under '
              + ", ".join(f"ONEDNN_MAX_CPU_ISA={r['isa']}" for r in results if r["isa"] != native)
              + f', and {len(OTHER_MACHINES)} results from other machines"',
              f'recording_machine = "{here}"',
-             'machines = "Moves are measured from the recording (seed 0 on the recording machine): '
+             'machines = "Moves are measured from seed 0 on the machine measured (the '
+             'recording\'s machine when it was measured): '
              f'{here}. Other machines: ' + "; ".join(OTHER_MACHINES) + '."',
              f'rule = "{machine.SPREAD_RULE}"', ""]
     tolerances = {}

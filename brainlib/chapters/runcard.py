@@ -299,7 +299,7 @@ class RunCard(Result):
         if self.repeat_seeds:
             sentences.append(f"Seed {self.seed} fixes the splits; the classifiers' main "
                              f"experiment is trained with seeds {self.seed}, "
-                             f"{', '.join(map(str, self.repeat_seeds))} on the same folds, so "
+                             f"{', '.join(map(str, self.repeat_seeds))} on the same splits, so "
                              "chapter 6 shows how much a reseed moves the results.")
         else:
             sentences.append(f"One seed ({self.seed}) fixes the splits, initial weights and batch "
