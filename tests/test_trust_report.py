@@ -174,3 +174,14 @@ def test_the_calibration_sentence_says_when_scaling_moved_nothing_beyond_noise()
     [sentence] = trust_report.calibration_sentences(apart)
     assert "within resampling noise" not in sentence
     assert "took the Brier score from 0.165 to 0.150" in sentence
+
+
+def test_tile_names_that_would_overflow_the_title_get_a_line_each():
+    tiles = [np.zeros((8, 8, 3), np.uint8)] * 4
+    short = ["resnet50 best: P03", "resnet50 worst: P17", "vgg16 best: P01", "vgg16 worst: P09"]
+    title = trust_report._tiles_figure(tiles, short, "t").layout.title.text
+    assert title == "t<br>resnet50 best: P03 | resnet50 worst: P17<br>vgg16 best: P01 | vgg16 worst: P09"
+    real = [name.replace("P", "TCGA_CS_5396_2001030") for name in short]
+    lines = trust_report._tiles_figure(tiles, real, "t").layout.title.text.split("<br>")
+    assert lines[1:] == real
+    assert max(map(len, lines)) <= trust_report.TITLE_LINE_CHARACTERS

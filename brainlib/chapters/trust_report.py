@@ -397,11 +397,18 @@ def _outline(mask) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask)
 
 
+TITLE_LINE_CHARACTERS = 64
+"""The longest figure-title line that fits the book's figure width (about 640 px)."""
+
+
 def _tiles_figure(tiles, names, title: str):
-    """Image tiles side by side, each named in the title."""
+    """Image tiles side by side, each named in the title: two names a line, or one where
+    two would not fit the figure's width (real patient IDs are 21 characters)."""
     import plotly.express as px
 
     lines = [" | ".join(names[start:start + 2]) for start in range(0, len(names), 2)]
+    if max(map(len, lines), default=0) > TITLE_LINE_CHARACTERS:
+        lines = list(names)
     fig = px.imshow(np.concatenate(tiles, axis=1), title="<br>".join([title, *lines]))
     fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
     fig.update_layout(margin=dict(t=60 + 22 * len(lines), b=10),
