@@ -244,6 +244,9 @@ def best_worst_masks_figure(folder, manifest: pd.DataFrame, per_patient: pd.Data
         tile = eda.overlay(image, true, color=(255, 40, 40))
         tiles.append(eda.overlay(tile, predicted[position], color=(40, 90, 255)))
         names.append(f"{label}: {patient}, slice {rows.loc[position, 'slice_number']}")
-    figure = px.imshow(np.concatenate(tiles, axis=1), title=f"{' | '.join(names)} ({dataset})")
+    # one line per tile: two real patient IDs with slice numbers overflow the figure's width
+    figure = px.imshow(np.concatenate(tiles, axis=1),
+                       title=f"{'<br>'.join(names)} ({dataset})")
     figure.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
+    figure.update_layout(margin=dict(t=90))
     return figure
