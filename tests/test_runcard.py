@@ -381,21 +381,24 @@ def test_a_cross_validation_counts_every_patient_as_tested():
         "test patients looked at when choosing settings"] == "none (PHANTOM patients)"
 
 
-def test_the_card_of_an_auto_precision_run_shows_the_probe_from_its_first_chapter(tmp_path):
-    """The probe is timed when the first card is drawn (chapter 2), kept in the run folder,
-    and read back by every later card; a run without `auto` neither times nor shows it."""
+def test_the_first_chapter_of_an_auto_precision_run_times_the_probe_every_card_shows(
+        tmp_path, monkeypatch):
+    """`notebook.open_run` (every chapter's first cell) times the probe once, kept in the run
+    folder, and every card reads it back; a run without `auto` neither times nor shows it."""
+    from brainlib.study import notebook
     from brainlib.training.experiment import PRECISION_PROBE_FILE
 
     manifest = make_manifest(20, 97, "real", 31, 3)
-    auto = schema.resolve("sample", {"run_dir": str(tmp_path / "auto")})
-    row = dict(run_card(auto, manifest).to_frame().itertuples(index=False))[
-        "bfloat16 probe (decides 'auto')"]
+    monkeypatch.setattr(notebook, "show_run_card", lambda *args: None)
+    monkeypatch.setattr("brainlib.training.experiment.prepare_manifest", lambda p: manifest)
+    shown = {}
+    for name, profile in (("auto", "sample"), ("fixed", "default")):
+        run = schema.resolve(profile, {"run_dir": str(tmp_path / name)})
+        monkeypatch.setattr(notebook, "start", lambda namespace, run=run: run)
+        notebook.open_run({})
+        shown[name] = dict(run_card(run, manifest).to_frame().itertuples(index=False))
     kept = tmp_path / "auto" / PRECISION_PROBE_FILE
-    assert kept.exists() and row.endswith(f"{json.loads(kept.read_text())['chosen']} chosen")
-    kept.write_text(json.dumps({"chosen": "float32", "why": "a kept probe"}))
-    assert dict(run_card(auto, manifest).to_frame().itertuples(index=False))[
-        "bfloat16 probe (decides 'auto')"] == "a kept probe: float32 chosen"
-    fixed = schema.resolve("default", {"run_dir": str(tmp_path / "fixed")})
-    assert "bfloat16 probe (decides 'auto')" not in dict(
-        run_card(fixed, manifest).to_frame().itertuples(index=False))
-    assert not (tmp_path / "fixed" / PRECISION_PROBE_FILE).exists()
+    assert kept.exists() and not (tmp_path / "fixed" / PRECISION_PROBE_FILE).exists()
+    assert shown["auto"]["bfloat16 probe (decides 'auto')"].endswith(
+        f"{json.loads(kept.read_text())['chosen']} chosen")
+    assert "bfloat16 probe (decides 'auto')" not in shown["fixed"]

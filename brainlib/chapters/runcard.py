@@ -499,12 +499,18 @@ PRECISION_WORDS = {
 
 
 def probe_in_words(run_dir) -> str:
-    """The run's bfloat16 probe in one line: the one kept in the run folder
-    (`experiment.precision_probe`), timed now if the run has none yet, so every chapter's
-    card shows what `auto` chose, from the first one on."""
-    from ..training.experiment import precision_probe
+    """The run's bfloat16 probe (`precision_probe.json` in the run folder, timed by the
+    first chapter: `notebook.open_run`), in one line; empty before it exists. Reads only:
+    the card is also drawn where TensorFlow must not load (`check-real`)."""
+    import json
+    from pathlib import Path
 
-    probe = precision_probe(run_dir)
+    from ..training.experiment import PRECISION_PROBE_FILE
+
+    path = Path(run_dir) / PRECISION_PROBE_FILE if run_dir else None
+    if path is None or not path.exists():
+        return ""
+    probe = json.loads(path.read_text())
     timing = (f"{probe['shape']} convolution: {probe['float32_ms']:.0f} ms float32, "
               f"{probe['bfloat16_ms']:.0f} ms bfloat16; " if "speedup" in probe else "")
     return f"{timing}{probe['why']}: {probe['chosen']} chosen"

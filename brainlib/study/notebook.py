@@ -30,11 +30,14 @@ def start(namespace: dict) -> schema.Params:
 def open_run(namespace: dict) -> tuple[schema.Params, pd.DataFrame, str]:
     """`start`, then the run's manifest (scanned and split, see `study.prepare_manifest`)
     and its dataset label, PHANTOM or REAL, printed with the profile, patients, slices,
-    folds and protocol."""
-    from ..training.experiment import prepare_manifest
+    folds and protocol. A run with an `auto` precision times its bfloat16 probe here, in its
+    first chapter, so every run card shows what `auto` chose."""
+    from ..training.experiment import precision_probe, prepare_manifest
 
     params = start(namespace)
     manifest = prepare_manifest(params)
+    if "auto" in (params.base_precision, params.unet_precision):
+        precision_probe(params.run_dir)  # decided once, shown on every card from here on
     dataset = manifest["dataset"].iloc[0].upper()
     show_run_card(params, manifest)
     if params.is_holdout:
