@@ -156,6 +156,9 @@ def test_leakage_table_and_inflation_on_a_full_run(full, main):
     lines = lr.leakage_sentences(table, inflation)
     assert any(line.startswith("resnet50: the slice split raised accuracy") for line in lines)
     assert lines[-1].endswith(".") and "control intervals lie above chance" in lines[-1]
+    # prose names the metric as a reader writes it, never the table's lower-case key
+    assert any(" AUC by " in line for line in lines) and any("labels: AUC " in line for line in lines)
+    assert not any(" auc" in line for line in lines)
 
 
 def test_leakage_intervals_carry_percentile_limits_beside_bca(full):

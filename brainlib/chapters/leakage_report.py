@@ -255,6 +255,11 @@ def _percentile_check(row, reference: float) -> str:
             "this verdict depends on the interval method: fragile")
 
 
+def metric_name(metric: str) -> str:
+    """A metric as prose names it: 'AUC', not the table's 'auc'."""
+    return "AUC" if metric == "auc" else metric
+
+
 def leakage_sentences(table: LeakageTable, inflation: LeakageInflation) -> list[str]:
     """The verdicts, computed from the two tables: what the slice split did to each metric,
     and where each shuffled-label control lies relative to chance."""
@@ -264,7 +269,7 @@ def leakage_sentences(table: LeakageTable, inflation: LeakageInflation) -> list[
     for r in inflation.frame.itertuples():
         change = r.slice_minus_patient
         direction = "raised" if change > 0 else "lowered" if change < 0 else "did not change"
-        lines.append(f"{r.model}: the slice split {direction} {r.metric} by {abs(change):.3f} on "
+        lines.append(f"{r.model}: the slice split {direction} {metric_name(r.metric)} by {abs(change):.3f} on "
                      f"{r.n_slices} slices both splits scored (the 95% interval "
                      f"{interval_side(r.ci_low, r.ci_high, 0.0, names=None)}: "
                      f"{r.ci_low:+.3f} to {r.ci_high:+.3f})"
@@ -277,12 +282,14 @@ def leakage_sentences(table: LeakageTable, inflation: LeakageInflation) -> list[
         lines.append("No shuffled-label control was scored.")
         return lines
     for r in controls.itertuples():
-        lines.append(f"{r.model}, {r.split} split, shuffled labels: {r.metric} {r.estimate:.3f}; "
+        lines.append(f"{r.model}, {r.split} split, shuffled labels: {metric_name(r.metric)} "
+                     f"{r.estimate:.3f}; "
                      "the 95% interval "
                      f"{interval_side(r.ci_low, r.ci_high, r.chance, None, 'chance')}"
                      + _percentile_check(r, r.chance) + ".")
     above = controls[controls["above_chance"]]
-    listed = ", ".join(f"{r.model} {r.split} split {r.metric}" for r in above.itertuples())
+    listed = ", ".join(f"{r.model} {r.split} split {metric_name(r.metric)}"
+                       for r in above.itertuples())
     lines.append(f"{len(above)} of {len(controls)} control intervals lie above chance"
                  + (f": {listed}." if listed else "."))
     return lines
