@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
-from ..config.params import MAIN_CONTROL, MAIN_SCHEME
+from ..config.params import MAIN_CONTROL, MAIN_SCHEME, METRIC_DISPLAY_NAMES
 from .report import (
     BOTH_INTERVALS_NOTE,
     both_intervals_text,
@@ -257,7 +257,7 @@ def _percentile_check(row, reference: float) -> str:
 
 def metric_name(metric: str) -> str:
     """A metric as prose names it: 'AUC', not the table's 'auc'."""
-    return "AUC" if metric == "auc" else metric
+    return METRIC_DISPLAY_NAMES.get(metric, metric)
 
 
 def leakage_sentences(table: LeakageTable, inflation: LeakageInflation) -> list[str]:

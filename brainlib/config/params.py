@@ -27,6 +27,8 @@ SEGMENTER = "unet"
 """The one model that is not a classifier: the U-Net, trained on the masks."""
 MODEL_CHOICES = (*CLASSIFIERS, SEGMENTER)
 DISPLAY_NAMES = {"resnet50": "ResNet50", "vgg16": "VGG16", SEGMENTER: "U-Net"}
+# Metrics whose table key is not how prose writes them.
+METRIC_DISPLAY_NAMES = {"auc": "AUC"}
 """How the book writes each model's name."""
 MAIN_SCHEME, MAIN_CONTROL = "patient", "none"
 """The main experiment: patient-grouped folds and true labels (the leakage experiment adds

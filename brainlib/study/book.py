@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ..config.params import DISPLAY_NAMES, REPO_ROOT, notebook_sources
+from ..config.params import DISPLAY_NAMES, METRIC_DISPLAY_NAMES, REPO_ROOT, notebook_sources
 
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
 
@@ -203,7 +203,7 @@ def reproduction_markdown(run_dir, profile: str) -> str:
         f"({spread['measurement']['what']}):", "",
         "| model | metric | SD over seeds | largest move across instruction sets and machines "
         "| tolerance of the cross-machine test |", "|---|---|---|---|---|"]
-    names = {**DISPLAY_NAMES, "auc": "AUC"}
+    names = {**DISPLAY_NAMES, **METRIC_DISPLAY_NAMES}
     for model, by_metric in spread["measured"].items():
         for metric, values in by_metric.items():
             lines.append(f"| {names.get(model, model)} | {names.get(metric, metric)} | "
