@@ -162,7 +162,7 @@ SCHEMA = {p.name: p for p in (
               low=32, high=1024),
     Parameter("weights", str, "none", "base weights: 'none', 'imagenet' or a weights file"),
     Parameter("epochs", int, 8, "classifier training epochs", low=1, high=1000),
-    Parameter("batch_size", int, 32, "batch size of every model", low=1, high=4096),
+    Parameter("batch_size", int, 32, "batch size of the classifiers (the U-Net trains in batches of 16)", low=1, high=4096),
     Parameter("learning_rate", float, 1e-3, "Adam learning rate of the classifiers",
               low=1e-7, high=1.0),
     Parameter("lr_decay", float, 0.0, "eq. (20) decay per epoch of the classifiers",
