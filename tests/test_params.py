@@ -146,7 +146,8 @@ def test_auto_precision_follows_the_probe_and_keeps_its_choice_in_the_run(monkey
     from brainlib.chapters import runcard
     from brainlib.data import machine
 
-    run = params.resolve("lgg", {"run_dir": str(tmp_path / "run")})
+    # unet_slice_visits=0: the U-Net's epochs are then the profile's, needing no manifest
+    run = params.resolve("lgg", {"run_dir": str(tmp_path / "run"), "unet_slice_visits": 0})
     faster = {"shape": "16x128x128x32->64", "float32_ms": 90.0, "bfloat16_ms": 60.0,
               "speedup": 1.5, "chosen": "bfloat16", "why": "bfloat16 ran 1.50x as fast"}
     slower = {**faster, "bfloat16_ms": 135.0, "speedup": 0.667, "chosen": "float32",
@@ -156,7 +157,8 @@ def test_auto_precision_follows_the_probe_and_keeps_its_choice_in_the_run(monkey
     monkeypatch.setattr(machine, "bfloat16_probe", lambda: slower)
     assert study.base_precision("auto", run.run_dir) == "bfloat16"  # the run's first probe
     assert study.base_precision("auto", tmp_path / "other") == "float32"
-    assert study.segmentation_config(params.resolve("lgg", {"run_dir": str(tmp_path / "other")})
+    assert study.segmentation_config(params.resolve("lgg", {"run_dir": str(tmp_path / "other"),
+                                                            "unet_slice_visits": 0})
                                      ).precision == "float32"
     manifest = pd.DataFrame({"patient_id": ["a", "b"], "label": [0, 1],
                              "institution": ["CS", "CS"], "dataset": ["real", "real"]})
@@ -194,3 +196,43 @@ def test_the_bfloat16_probe_times_both_precisions_here():
                                                  rel=0.01)
         assert (probe["chosen"] == "bfloat16") == (probe["speedup"]
                                                    >= machine.BFLOAT16_MIN_SPEEDUP)
+
+def test_unet_slice_visits_set_the_epochs_from_the_runs_pool(tmp_path):
+    """`unet_slice_visits` trains the U-Net about as long on 60 patients as on 110: the
+    epochs are the count whose visits over a unit's fit slices come closest to it, read from
+    the run's manifest (a hold-out's test slices left out). Asking for epochs on a profile
+    that sets visits is refused, saying how to do it."""
+    import pandas as pd
+
+    from brainlib import study
+    from brainlib.chapters import runcard
+
+    lgg = params.resolve("lgg", {"run_dir": str(tmp_path / "run")})
+    assert lgg.unet_slice_visits > 0
+    # the Kaggle set (3,929 slices, 1,373 with tumor) and lgg-dev60 (2,076, 722): 5 folds,
+    # 15% inner validation, one tumor-free slice per tumor slice each epoch
+    for slices, tumor in ((3929, 1373), (2076, 722), (300, 40)):
+        epochs = lgg.unet_epochs_for(slices, tumor)
+        per_epoch = 2 * tumor * (1 - 1 / 5) * (1 - 0.15)
+        assert abs(epochs * per_epoch - lgg.unet_slice_visits) <= per_epoch / 2
+    assert lgg.unet_epochs_for(3929, 1373) == 6 and lgg.unet_epochs_for(2076, 722) == 11
+    every_slice = params.resolve("lgg", {"unet_tumor_free_ratio": 0.0})
+    assert every_slice.unet_epochs_for(3929, 1373) == round(11000 / (3929 * 0.8 * 0.85))
+    assert params.resolve("lgg", {"unet_slice_visits": 0, "unet_epochs": 9}).unet_epochs_for(
+        3929, 1373) == 9
+    with pytest.raises(params.ParameterError, match=r"unet_epochs=8 would be ignored.*"
+                                                    r"-p unet_slice_visits=0"):
+        params.resolve("lgg", {"unet_epochs": 8})
+
+    with pytest.raises(FileNotFoundError, match=r"manifest.csv does not exist yet"):
+        study.segmentation_config(lgg)
+    (tmp_path / "run").mkdir(exist_ok=True)
+    manifest = pd.DataFrame({"patient_id": [f"p{i // 10}" for i in range(2076 + 500)],
+                             "label": [1] * 722 + [0] * (2076 - 722) + [1] * 500,
+                             "source": ["train"] * 2076 + ["test"] * 500,
+                             "institution": "CS", "dataset": "real"})
+    manifest.to_csv(tmp_path / "run" / "manifest.csv", index=False)
+    assert study.segmentation_config(lgg).epochs == 11  # the 500 test slices left out
+    card = runcard.run_card(lgg, manifest).to_frame().set_index("setting")["value"]
+    assert card["U-Net epochs"] == ("11 (the count closest to 11,000 slice visits per unit "
+                                    "on this run's slices)")

@@ -18,11 +18,11 @@ from brainlib import study
 # hold-out units and the default profile's own chapters are the reference notebooks' (nbval).
 TOY = {"data_source": "phantom", "phantom_patients": 8, "n_folds": 2, "image_size": 64,
        "epochs": 1, "weights": "none", "unet_image_size": 32, "unet_widths": "4,8",
-       "unet_epochs": 1, "mc_passes": 2, "institution_holdout": False}
+       "unet_epochs": 1, "unet_slice_visits": 0, "mc_passes": 2, "institution_holdout": False}
 CHAPTERS = ["02_data", "04_training", "05_evaluation", "06_statistics", "07_segmentation",
             "08_trust"]
 REAL_TOY = {"data_source": str(REAL_SAMPLE), "n_folds": 2, "image_size": 64, "epochs": 1,
-            "weights": "none", "unet_image_size": 32, "unet_widths": "4,8", "unet_epochs": 1,
+            "weights": "none", "unet_image_size": 32, "unet_widths": "4,8", "unet_epochs": 1, "unet_slice_visits": 0,
             "leakage_experiment": False, "compare_protocols": False, "repeat_seeds": "",
             "mc_passes": 2, "institution_holdout": False}
 

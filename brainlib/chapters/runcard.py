@@ -101,6 +101,7 @@ class RunCard(Result):
     base_precision: str = "float32"    # the frozen base's arithmetic for features
     unet_precision: str = "float32"    # the U-Net's arithmetic
     unet_tumor_free_ratio: float = 0.0  # tumor-free slices per tumor slice each epoch; 0: all
+    unet_slice_visits: int = 0         # the training length the epochs were set from; 0: none
     precision_probe: str = ""          # the bfloat16 probe that decided "auto", in words
     institution_holdout: bool = False
     machine: tuple[tuple[str, str], ...] = ()  # (what, value) of the machine running it
@@ -384,7 +385,9 @@ class RunCard(Result):
             ("leakage experiment", yes(self.leakage_experiment)),
             ("U-Net input size", f"{self.unet_image_size}x{self.unet_image_size}"),
             ("U-Net widths", "-".join(map(str, self.unet_widths))),
-            ("U-Net epochs", str(self.unet_epochs)),
+            ("U-Net epochs", str(self.unet_epochs) if not self.unet_slice_visits else
+             f"{self.unet_epochs} (the count closest to {self.unet_slice_visits:,} slice visits "
+             "per unit on this run's slices)"),
             ("U-Net slices per epoch", "every slice" if not self.unet_tumor_free_ratio else
              f"every tumor slice, {self.unet_tumor_free_ratio:g} tumor-free per tumor slice "
              "(drawn afresh each epoch)"),
@@ -469,7 +472,7 @@ def run_card(params, manifest: pd.DataFrame, machine: dict | None = None) -> Run
         leakage_experiment=params.runs_leakage_experiment,
         unet_image_size=params["unet_image_size"],
         unet_widths=tuple(int(w) for w in params["unet_widths"].split(",")),
-        unet_epochs=params["unet_epochs"],
+        unet_epochs=_unet_epochs(params, manifest),
         seed=params["seed"],
         repeat_seeds=tuple(s for s in params.training_seeds if s != params["seed"])
         if hasattr(params, "training_seeds") else (),
@@ -485,11 +488,21 @@ def run_card(params, manifest: pd.DataFrame, machine: dict | None = None) -> Run
         base_precision=str(params.get("base_precision", "float32")),
         unet_precision=str(params.get("unet_precision", "float32")),
         unet_tumor_free_ratio=float(params.get("unet_tumor_free_ratio", 0.0)),
+        unet_slice_visits=int(params.get("unet_slice_visits", 0)),
         precision_probe=probe_in_words(params.get("run_dir")) if "auto" in (
             params.get("base_precision"), params.get("unet_precision")) else "",
         machine=machine_rows(machine) if machine else (),
         **_test_patients(manifest, evaluation),
     )
+
+
+def _unet_epochs(params, manifest: pd.DataFrame) -> int:
+    """The U-Net's epochs as the run trains it (set from `unet_slice_visits` when given)."""
+    if not params.get("unet_slice_visits"):
+        return params["unet_epochs"]
+    from ..training.experiment import unet_epochs
+
+    return unet_epochs(params, manifest)
 
 
 PRECISION_WORDS = {

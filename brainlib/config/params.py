@@ -204,6 +204,10 @@ SCHEMA = {p.name: p for p in (
     Parameter("unet_tumor_free_ratio", float, 0.0,
               "tumor-free slices drawn per tumor slice for each U-Net epoch (a fresh draw "
               "each epoch); 0: every slice every epoch", low=0.0, high=100.0),
+    Parameter("unet_slice_visits", int, 0,
+              "U-Net training length in slice visits, when > 0: the epochs become those whose "
+              "visits over a unit's fit slices come closest to it (at least 1), so the U-Net "
+              "trains as long on 20 patients as on 110; 0: unet_epochs", low=0, high=10_000_000),
     # can the predictions be trusted (chapter 8)
     Parameter("mc_passes", int, 50,
               "Monte Carlo dropout passes per slice for the classifiers' uncertainty",
@@ -255,6 +259,23 @@ class Params(dict):
         """The run's seed, then `repeat_seeds`."""
         extra = [int(s) for s in self["repeat_seeds"].split(",") if s.strip()]
         return [self["seed"]] + [s for s in extra if s != self["seed"]]
+
+    def unet_epochs_for(self, n_slices: int, n_tumor_slices: int) -> int:
+        """The U-Net's epochs on a training pool of `n_slices` (`n_tumor_slices` with a
+        tumor): `unet_epochs`, or with `unet_slice_visits` the epochs whose visits come
+        closest to it. A unit fits on about (1 - 1/n_folds)(1 - validation_fraction) of the
+        pool (all of it but the inner validation share for a hold-out); an epoch visits every
+        slice, or every tumor slice and `unet_tumor_free_ratio` tumor-free ones per tumor
+        slice, as many as there are."""
+        visits = self["unet_slice_visits"]
+        if not visits:
+            return self["unet_epochs"]
+        share = 1 - self["validation_fraction"]
+        if not self.is_holdout:
+            share *= 1 - 1 / self["n_folds"]
+        ratio = self["unet_tumor_free_ratio"]
+        per_epoch = min(n_slices, n_tumor_slices * (1 + ratio)) if ratio else n_slices
+        return max(1, round(visits / max(1.0, per_epoch * share)))
 
     @property
     def folds(self) -> list[int] | None:
@@ -326,6 +347,11 @@ def resolve(profile: str = "default", overrides: dict | None = None) -> Params:
     _check_folds(values["folds_to_run"], values["n_folds"])
     _check_evaluation(values)
     _check_seeds(values["repeat_seeds"])
+    if "unet_epochs" in chosen and values["unet_slice_visits"] and "unet_slice_visits" not in chosen:
+        raise ParameterError(
+            f"unet_epochs={values['unet_epochs']} would be ignored: the {profile!r} profile sets the "
+            f"U-Net's epochs from unet_slice_visits={values['unet_slice_visits']}; give "
+            "-p unet_slice_visits=0 as well to set the epochs yourself")
     params = Params(values)
     params["profile"] = profile
     return params

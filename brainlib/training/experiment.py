@@ -94,6 +94,24 @@ def classifier_config(params: schema.Params):
                        standardize_features=params.standardize_features, seed=params.seed)
 
 
+def unet_epochs(params: schema.Params, manifest: pd.DataFrame | None = None) -> int:
+    """The U-Net's epochs: `unet_epochs`, or from `unet_slice_visits` and the run's training
+    pool (its manifest, without a hold-out's test slices; `Params.unet_epochs_for`)."""
+    if not params.unet_slice_visits:
+        return params.unet_epochs
+    if manifest is None:
+        path = Path(params.run_dir) / "manifest.csv"
+        if not path.exists():
+            raise FileNotFoundError(
+                f"unet_slice_visits={params.unet_slice_visits} sets the U-Net's epochs from the "
+                f"run's slices, and {path} does not exist yet: run the study's first chapters "
+                "(python -m brainlib study) or give -p unet_slice_visits=0 and unet_epochs")
+        manifest = read_manifest(params.run_dir)
+    if "source" in manifest:
+        manifest = manifest[manifest["source"] != "test"]
+    return params.unet_epochs_for(len(manifest), int((manifest["label"] == 1).sum()))
+
+
 def base_precision(setting: str, run_dir=None) -> str:
     """The frozen base's arithmetic on this machine: "auto" becomes bfloat16 where the
     hardware has it and the run's probe found it faster (`precision_probe`), else float32;
@@ -141,7 +159,7 @@ def segmentation_config(params: schema.Params):
 
     widths = tuple(int(w) for w in params.unet_widths.split(",") if w.strip())
     return SegmentationConfig(image_size=params.unet_image_size, widths=widths,
-                              epochs=params.unet_epochs, precision=precision,
+                              epochs=unet_epochs(params), precision=precision,
                               tumor_free_ratio=params.unet_tumor_free_ratio,
                               seed=params.seed)
 
