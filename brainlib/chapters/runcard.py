@@ -497,9 +497,7 @@ def run_card(params, manifest: pd.DataFrame, machine: dict | None = None) -> Run
 
 
 def _unet_epochs(params, manifest: pd.DataFrame) -> int:
-    """The U-Net's epochs as the run trains it (set from `unet_slice_visits` when given)."""
-    if not params.get("unet_slice_visits"):
-        return params["unet_epochs"]
+    """The U-Net's epochs as the run trains it (`experiment.unet_epochs`)."""
     from ..training.experiment import unet_epochs
 
     return unet_epochs(params, manifest)
