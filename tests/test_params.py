@@ -236,3 +236,24 @@ def test_unet_slice_visits_set_the_epochs_from_the_runs_pool(tmp_path):
     card = runcard.run_card(lgg, manifest).to_frame().set_index("setting")["value"]
     assert card["U-Net epochs"] == ("8 (the count closest to 7,500 slice visits per unit "
                                     "on this run's slices)")
+
+
+def test_unet_batch_size_reaches_the_segmenter_and_the_run_card(tmp_path):
+    """The U-Net's batch is its own parameter (the classifiers' is `batch_size`): the
+    segmenter trains with it and the run card shows both."""
+    import pandas as pd
+
+    from brainlib import study
+    from brainlib.chapters import runcard
+
+    default = params.resolve("default", {"run_dir": str(tmp_path / "a")})
+    assert study.segmentation_config(default).batch_size == default.unet_batch_size == 16
+    eight = params.resolve("default", {"run_dir": str(tmp_path / "b"), "unet_batch_size": 8,
+                                       "batch_size": 64})
+    assert study.segmentation_config(eight).batch_size == 8
+    manifest = pd.DataFrame({"patient_id": ["a", "b"], "label": [0, 1],
+                             "institution": ["CS", "CS"], "dataset": ["real", "real"]})
+    card = runcard.run_card(eight, manifest).to_frame().set_index("setting")["value"]
+    assert card["U-Net batch size"] == "8" and card["batch size (classifiers)"] == "64"
+    with pytest.raises(params.ParameterError):
+        params.resolve("default", {"unet_batch_size": 0})

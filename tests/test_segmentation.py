@@ -77,6 +77,50 @@ def test_mixed_precision_unet_keeps_float32_weights_and_logits():
         segmenter.SegmentationConfig(model="resunet", precision="mixed_bfloat16")
 
 
+def test_fused_batch_norm_computes_what_keras_batch_norm_does():
+    """Eq. (8) in one kernel: the same outputs, gradients and moving statistics as Keras'
+    layer, in training and in inference, up to float32 rounding."""
+    import keras
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    batches = [tf.constant(rng.normal(2.0, 3.0, (4, 6, 6, 5)).astype(np.float32))
+               for _ in range(3)]
+    fused, reference = unet.FusedBatchNormalization(), keras.layers.BatchNormalization()
+    for layer in (fused, reference):
+        layer.build(batches[0].shape)
+        layer.gamma.assign(np.linspace(0.5, 1.5, 5)), layer.beta.assign(np.linspace(-1, 1, 5))
+    for batch in batches:
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(batch)
+            outputs = [layer(batch, training=True) for layer in (fused, reference)]
+            losses = [tf.reduce_sum(out * tf.sin(batch)) for out in outputs]
+        np.testing.assert_allclose(outputs[0], outputs[1], atol=2e-5)
+        for wrt in (batch, fused.gamma):
+            grads = [tape.gradient(loss_value, wrt if wrt is batch else layer.gamma)
+                     for loss_value, layer in zip(losses, (fused, reference))]
+            np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fused.moving_mean, reference.moving_mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(fused.moving_variance, reference.moving_variance, rtol=1e-5)
+    assert not np.allclose(fused.moving_variance, 1.0)  # the statistics did move
+    np.testing.assert_allclose(fused(batches[0], training=False),
+                               reference(batches[0], training=False), atol=2e-5)
+
+
+def test_the_unet_uses_the_fused_batch_norm_unless_asked_for_keras():
+    fused = unet.build_unet(SIZE, (4, 8))
+    keras_layers = unet.build_unet(SIZE, (4, 8), batch_norm_kernel="keras")
+    assert isinstance(fused.get_layer("encoder1_bn1"), unet.FusedBatchNormalization)
+    assert not isinstance(keras_layers.get_layer("encoder1_bn1"), unet.FusedBatchNormalization)
+    # same seed, same initial weights, in the same order: only the kernel differs
+    assert all(np.array_equal(a, b) for a, b in zip(fused.get_weights(), keras_layers.get_weights()))
+    images = np.random.default_rng(1).normal(size=(2, SIZE, SIZE, 3)).astype(np.float32)
+    np.testing.assert_allclose(fused(images, training=True), keras_layers(images, training=True),
+                               atol=1e-4)
+    with pytest.raises(ValueError, match="batch_norm_kernel must be one of"):
+        segmenter.SegmentationConfig(batch_norm_kernel="cudnn")
+
+
 def test_same_seed_same_initial_weights():
     first = unet.build_unet(SIZE, (4, 8), seed=5).get_weights()
     second = unet.build_unet(SIZE, (4, 8), seed=5).get_weights()
@@ -101,8 +145,46 @@ def test_resizing_a_mask_never_changes_the_slice_label(tmp_path):
         rows.append({"mask_path": str(path), "label": int(mask.any())})
     masks_manifest = pd.DataFrame(rows)
     for size in (128, 100, 37, 32):
-        resized = pipeline.load_masks(masks_manifest, size)
-        assert resized.any(axis=(1, 2)).astype(int).tolist() == masks_manifest["label"].tolist()
+        for resize in pipeline.MASK_RESIZES:
+            resized = pipeline.load_masks(masks_manifest, size, resize=resize, use_cache=False)
+            assert resized.any(axis=(1, 2)).astype(int).tolist() == \
+                masks_manifest["label"].tolist(), (size, resize)
+    with pytest.raises(ValueError, match="resize must be one of"):
+        pipeline.load_masks(masks_manifest, 32, resize="nearest")
+
+
+def test_area_resized_masks_keep_the_tumors_area_and_border(tmp_path):
+    """A max-resized mask grows a tumor by up to a block at its border; the area-resized
+    one keeps its area (shares sum to the tumor's pixels, scaled) and its border."""
+    mask = np.zeros((256, 256), np.uint8)
+    mask[50:131, 70:121] = 255  # 81 x 51 pixels, edges off the 96-pixel grid
+    path = tmp_path / "mask.tif"
+    tifffile.imwrite(path, mask)
+    rows = pd.DataFrame([{"mask_path": str(path)}])
+    area = pipeline.load_masks(rows, 96, resize="area", use_cache=False)[0] / 255
+    block_max = pipeline.load_masks(rows, 96, use_cache=False)[0] > 0
+    true_area = (mask > 0).sum() * (96 / 256) ** 2
+    assert area.sum() == pytest.approx(true_area, rel=0.01)
+    assert block_max.sum() > 1.05 * true_area  # the maximum's growth
+    assert set(np.unique(area)) - {0.0, 1.0}  # soft shares at the border
+
+
+def test_soft_mask_batches_keep_the_shares_through_augmentation():
+    masks = np.zeros((4, 16, 16), np.uint8)
+    masks[:, 4:12, 4:12] = 255
+    masks[:, 4:12, 3] = 128  # a half-covered border column
+    images = np.zeros((4, 16, 16, 3), np.uint8)
+    plain = next(iter(pipeline.batches(images, masks, np.arange(4), 4, lambda x, y: (x, y),
+                                       masks_as_targets=True, soft_masks=True)))[1].numpy()
+    assert plain.shape == (4, 16, 16, 1) and plain.max() == 1.0
+    np.testing.assert_allclose(plain[0, 4, 3, 0], 128 / 255)
+    binary = next(iter(pipeline.batches(images, masks, np.arange(4), 4, lambda x, y: (x, y),
+                                        masks_as_targets=True)))[1].numpy()
+    assert set(np.unique(binary)) == {0.0, 1.0}
+    moved = next(iter(pipeline.batches(images, masks, np.arange(4), 4, lambda x, y: (x, y),
+                                       transform.Augmentation(), seed=1, masks_as_targets=True,
+                                       soft_masks=True)))[1].numpy()
+    assert 0 <= moved.min() and moved.max() <= 1 and set(np.unique(moved)) - {0.0, 1.0}
 
 
 def test_phantom_labels_survive_the_training_resolution(manifest):

@@ -102,6 +102,8 @@ class RunCard(Result):
     unet_precision: str = "float32"    # the U-Net's arithmetic
     unet_tumor_free_ratio: float = 0.0  # tumor-free slices per tumor slice each epoch; 0: all
     unet_slice_visits: int = 0         # the training length the epochs were set from; 0: none
+    batch_size: int = 32               # the classifiers' training batch
+    unet_batch_size: int = 16          # the U-Net's
     precision_probe: str = ""          # the bfloat16 probe that decided "auto", in words
     institution_holdout: bool = False
     machine: tuple[tuple[str, str], ...] = ()  # (what, value) of the machine running it
@@ -376,6 +378,7 @@ class RunCard(Result):
             ("test patients looked at when choosing settings", self.looked_at_text()),
             ("epochs", str(self.epochs)),
             ("learning rate", f"{self.learning_rate:g}"),
+            ("batch size (classifiers)", str(self.batch_size)),
             ("augmentation", (f"yes, from a bank of {self.bank_views} views per image"
                               if self.augment and self.bank_views else yes(self.augment))),
             ("frozen base arithmetic", PRECISION_WORDS.get(self.base_precision,
@@ -391,6 +394,7 @@ class RunCard(Result):
             ("U-Net slices per epoch", "every slice" if not self.unet_tumor_free_ratio else
              f"every tumor slice, {self.unet_tumor_free_ratio:g} tumor-free per tumor slice "
              "(drawn afresh each epoch)"),
+            ("U-Net batch size", str(self.unet_batch_size)),
             ("U-Net arithmetic", PRECISION_WORDS.get(self.unet_precision, self.unet_precision)),
             *((("bfloat16 probe (decides 'auto')", self.precision_probe),)
               if self.precision_probe else ()),
@@ -489,6 +493,8 @@ def run_card(params, manifest: pd.DataFrame, machine: dict | None = None) -> Run
         unet_precision=str(params.get("unet_precision", "float32")),
         unet_tumor_free_ratio=float(params.get("unet_tumor_free_ratio", 0.0)),
         unet_slice_visits=int(params.get("unet_slice_visits", 0)),
+        batch_size=int(params.get("batch_size", 32)),
+        unet_batch_size=int(params.get("unet_batch_size", 16)),
         precision_probe=probe_in_words(params.get("run_dir")) if "auto" in (
             params.get("base_precision"), params.get("unet_precision")) else "",
         machine=machine_rows(machine) if machine else (),

@@ -199,6 +199,8 @@ SCHEMA = {p.name: p for p in (
     Parameter("unet_image_size", int, 64, "U-Net input size in pixels", low=32, high=1024),
     Parameter("unet_widths", str, "8,16,32", "U-Net filters per level, comma-separated"),
     Parameter("unet_epochs", int, 6, "U-Net training epochs", low=1, high=1000),
+    Parameter("unet_batch_size", int, 16, "U-Net training batch size (slices per step)",
+              low=1, high=1024),
     Parameter("unet_precision", str, "float32",
               "U-Net compute precision: 'float32', 'mixed_bfloat16' (bfloat16 arithmetic, "
               "float32 weights), or 'auto' (bfloat16 where a probe on this machine finds it "

@@ -52,13 +52,23 @@ def load_images(manifest: pd.DataFrame, image_size: int, *, use_cache: bool = Tr
     return _cached_stack(manifest["image_path"].tolist(), image_size, "image", use_cache)
 
 
-def load_masks(manifest: pd.DataFrame, image_size: int, *, use_cache: bool = True
-               ) -> np.ndarray:
-    """The manifest's masks as uint8 (N, size, size) arrays of 0/255, disk-backed.
+MASK_RESIZES = ("max", "area")
 
-    Resized by the maximum over each block, so a slice with any tumor pixel keeps one.
+
+def load_masks(manifest: pd.DataFrame, image_size: int, *, use_cache: bool = True,
+               resize: str = "max") -> np.ndarray:
+    """The manifest's masks as uint8 (N, size, size) arrays, disk-backed.
+
+    `resize="max"`: 0/255, the maximum over each block, so a slice with any tumor pixel
+    keeps one (a tumor grows by up to a block at its border). `resize="area"`: the share of
+    tumor pixels under each pixel, 0-255, never 0 where a tumor pixel lies (soft training
+    targets whose border sits where the full-size mask's does). Either way a slice has a
+    non-zero pixel exactly when its full-size mask has one.
     """
-    return _cached_stack(manifest["mask_path"].tolist(), image_size, "mask", use_cache)
+    if resize not in MASK_RESIZES:
+        raise ValueError(f"resize must be one of {MASK_RESIZES}; found {resize!r}")
+    kind = "mask" if resize == "max" else "mask-area"
+    return _cached_stack(manifest["mask_path"].tolist(), image_size, kind, use_cache)
 
 
 def _cached_stack(paths: list[str], size: int, kind: str, use_cache: bool) -> np.ndarray:
@@ -70,7 +80,7 @@ def _cached_stack(paths: list[str], size: int, kind: str, use_cache: bool) -> np
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     stack = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-    decode = _decode_image if kind == "image" else _decode_mask
+    decode = {"image": _decode_image, "mask": _decode_mask, "mask-area": _decode_mask_area}[kind]
     try:
         with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             for start in range(0, len(paths), CHUNK):
@@ -111,6 +121,16 @@ def _decode_mask(path: str, size: int) -> np.ndarray:
         cols = np.arange(size) * mask.shape[1] // size
         mask = np.maximum.reduceat(np.maximum.reduceat(mask, rows, axis=0), cols, axis=1)
     return mask
+
+
+def _decode_mask_area(path: str, size: int) -> np.ndarray:
+    mask = read_tiff_checked(path, ndim=2)
+    if mask.shape == (size, size):
+        return mask
+    tumor = Image.fromarray((mask > 0).astype(np.float32))
+    share = np.asarray(tumor.resize((size, size), Image.BOX), np.float32)
+    # A block with any tumor pixel stays non-zero however small its share.
+    return np.where(share > 0, np.maximum(1, np.round(share * 255)), 0).astype(np.uint8)
 
 
 def read_tiff_checked(path: str, ndim: int) -> np.ndarray:
@@ -168,7 +188,7 @@ def _fused_caffe_preprocessing():
 
 
 def batches(images, targets, order, batch_size: int, prepare, augmentation=None,
-            seed: int | None = None, masks_as_targets: bool = False):
+            seed: int | None = None, masks_as_targets: bool = False, soft_masks: bool = False):
     """The one tf.data builder: batches of `prepare(images, targets)` in `order` (NumPy
     arrays, so every model family sees its rows in a seeded order it controls).
     `prepare` gets the images in their stored dtype (uint8 slices), or as float32 after an
@@ -177,7 +197,8 @@ def batches(images, targets, order, batch_size: int, prepare, augmentation=None,
     With an `augmentation` (a `transform.Augmentation`) and a `seed`, each batch gets its
     own stateless random transforms, seeded by (seed, batch number), applied to the masks
     too when `masks_as_targets` (targets are then 0/255 masks, given to `prepare` as 0/1
-    float32 (B, H, W, 1)).
+    float32 (B, H, W, 1)). `soft_masks`: the masks are tumor shares 0-255 (`load_masks(...,
+    resize="area")`), given as share/255 and resampled without a threshold.
     """
     import tensorflow as tf
 
@@ -187,12 +208,14 @@ def batches(images, targets, order, batch_size: int, prepare, augmentation=None,
     def map_batch(batch_number, pair):
         batch_images, batch_targets = pair
         if masks_as_targets:
-            batch_targets = tf.cast(tf.cast(batch_targets, tf.float32)[..., None] > 0, tf.float32)
+            batch_targets = tf.cast(batch_targets, tf.float32)[..., None]
+            batch_targets = batch_targets / 255 if soft_masks else \
+                tf.cast(batch_targets > 0, tf.float32)
         if augmentation is not None and seed is not None:
             batch_images = tf.cast(batch_images, tf.float32)
             batch_seed = tf.stack([tf.constant(seed, tf.int64), batch_number])
             batch_images, moved = augmentation(batch_images, batch_targets if masks_as_targets
-                                               else None, batch_seed)
+                                               else None, batch_seed, soft_masks)
             batch_targets = moved if masks_as_targets else batch_targets
         return prepare(batch_images, batch_targets)
 

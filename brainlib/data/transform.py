@@ -102,10 +102,11 @@ def random_transforms(n_images, image_size: int, seed, flip: bool = True,
                      m10, m11, centre - (m10 + m11) * centre, zero, zero], axis=1)
 
 
-def augment_pair(images, masks, transforms):
+def augment_pair(images, masks, transforms, soft_masks: bool = False):
     """Apply the same transforms to images (B, H, W, C) and masks (B, H, W, 1) in one
-    resampling of the two stacked together (bilinear; the mask is thresholded at 1/2).
-    `masks=None` transforms the images alone."""
+    resampling of the two stacked together (bilinear; the mask is thresholded at 1/2, or
+    with `soft_masks` (tumor shares in 0-1) kept as resampled). `masks=None` transforms the
+    images alone."""
     import keras
     import tensorflow as tf
 
@@ -116,7 +117,10 @@ def augment_pair(images, masks, transforms):
                                              fill_mode="constant", fill_value=0)
     if masks is None:
         return moved, None
-    return moved[..., :channels], tf.cast(moved[..., channels:] > 0.5, tf.float32)
+    moved_masks = moved[..., channels:]
+    if soft_masks:
+        return moved[..., :channels], tf.clip_by_value(moved_masks, 0.0, 1.0)
+    return moved[..., :channels], tf.cast(moved_masks > 0.5, tf.float32)
 
 
 def jitter_intensities(images, seed, strength: float):
@@ -143,14 +147,15 @@ class Augmentation:
     scale: float = 0.05
     intensity_jitter: float = 0.0
 
-    def __call__(self, images, masks, seed):
-        """(images, masks or None) transformed; `seed` two integers (stateless)."""
+    def __call__(self, images, masks, seed, soft_masks: bool = False):
+        """(images, masks or None) transformed; `seed` two integers (stateless);
+        `soft_masks` as in `augment_pair`."""
         import tensorflow as tf
 
         seed = tf.cast(seed, tf.int64)
         transforms = random_transforms(tf.shape(images)[0], int(images.shape[1]), seed, self.flip,
                                        self.rotation_degrees, self.scale)
-        images, masks = augment_pair(images, masks, transforms)
+        images, masks = augment_pair(images, masks, transforms, soft_masks)
         if self.intensity_jitter > 0:
             images = jitter_intensities(images, seed + tf.constant([0, 7], tf.int64),
                                         self.intensity_jitter)

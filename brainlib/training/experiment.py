@@ -160,6 +160,7 @@ def segmentation_config(params: schema.Params):
     widths = tuple(int(w) for w in params.unet_widths.split(",") if w.strip())
     return SegmentationConfig(image_size=params.unet_image_size, widths=widths,
                               epochs=unet_epochs(params), precision=precision,
+                              batch_size=params.unet_batch_size,
                               tumor_free_ratio=params.unet_tumor_free_ratio,
                               seed=params.seed)
 

@@ -58,9 +58,13 @@ class SegmentationConfig:
     image_size: int = SCHEMA["unet_image_size"].default
     widths: tuple[int, ...] = tuple(int(w) for w in SCHEMA["unet_widths"].default.split(","))
     batch_norm: bool = True
+    batch_norm_kernel: str = "fused"  # unet.FusedBatchNormalization, or "keras"
+    # Training masks at image_size: "max" (0/1, any tumor pixel in the block) or "area"
+    # (the block's tumor share, soft targets; pipeline.load_masks).
+    mask_resize: str = "max"
     weights: str | None = None  # resunet only: None, "imagenet" or a weights file
     epochs: int = SCHEMA["unet_epochs"].default
-    batch_size: int = 16
+    batch_size: int = SCHEMA["unet_batch_size"].default
     learning_rate: float = 1e-3
     lr_decay: float = 0.1  # eq. (20): lr = learning_rate / (1 + lr_decay * epoch)
     augment: bool = True
@@ -88,6 +92,12 @@ class SegmentationConfig:
                              f"found {self.intensity_normalization!r}")
         if self.precision not in unet.PRECISIONS:
             raise ValueError(f"precision must be one of {unet.PRECISIONS}; found {self.precision!r}")
+        if self.mask_resize not in pipeline.MASK_RESIZES:
+            raise ValueError(f"mask_resize must be one of {pipeline.MASK_RESIZES}; "
+                             f"found {self.mask_resize!r}")
+        if self.batch_norm_kernel not in unet.BATCH_NORM_KERNELS:
+            raise ValueError(f"batch_norm_kernel must be one of {unet.BATCH_NORM_KERNELS}; "
+                             f"found {self.batch_norm_kernel!r}")
         if self.precision != "float32" and self.model == "resunet":
             raise ValueError(f"precision: mixed precision is built for model={SEGMENTER!r} only")
         if self.tumor_free_ratio < 0:
@@ -118,7 +128,8 @@ def build_model(config: SegmentationConfig, seed: int | None = None) -> keras.Mo
     if config.model == "resunet":
         return unet.build_resunet(config.image_size, config.weights, seed=seed)
     return unet.build_unet(config.image_size, config.widths, config.batch_norm, seed=seed,
-                           channels=config.channels, precision=config.precision)
+                           channels=config.channels, precision=config.precision,
+                           batch_norm_kernel=config.batch_norm_kernel)
 
 
 def prepare_images(model_name: str, images):
@@ -171,13 +182,15 @@ def train_segmenter(train_images, train_masks, config: SegmentationConfig,
         check_arrays(validation_images, validation_masks, config.image_size, config.channels)
         validation = pipeline.batches(np.asarray(validation_images), np.asarray(validation_masks),
                                       np.arange(len(validation_images)), config.batch_size,
-                                      prepare, masks_as_targets=True)
+                                      prepare, masks_as_targets=True,
+                                      soft_masks=config.mask_resize == "area")
     order_rng = np.random.default_rng(seed)
 
     def epoch_batches(epoch):
         order = sampler.epoch_order(order_rng)
         return pipeline.batches(train_images, train_masks, order, config.batch_size, prepare,
-                                config.augmentation, seed * 10_000 + epoch, masks_as_targets=True)
+                                config.augmentation, seed * 10_000 + epoch, masks_as_targets=True,
+                                soft_masks=config.mask_resize == "area")
 
     history, best_epoch = fit_epochs(model, epoch_batches, config.epochs, validation=validation,
                                      keep_best=keep_best, learning_rate=config.learning_rate,
@@ -267,7 +280,8 @@ class SegmenterFamily:
         if self.images is None or self.masks is None:
             size = self.config.image_size
             images = pipeline.load_images(manifest, size) if self.images is None else self.images
-            self.masks = pipeline.load_masks(manifest, size) if self.masks is None else self.masks
+            self.masks = pipeline.load_masks(manifest, size, resize=self.config.mask_resize) \
+                if self.masks is None else self.masks
             for name, array in (("images", images), ("masks", self.masks)):
                 if len(array) != len(manifest):
                     raise ValueError(f"{name} has {len(array)} rows; the manifest has {len(manifest)}")
