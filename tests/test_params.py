@@ -215,7 +215,7 @@ def test_unet_slice_visits_set_the_epochs_from_the_runs_pool(tmp_path):
         epochs = lgg.unet_epochs_for(slices, tumor)
         per_epoch = 2 * tumor * (1 - 1 / 5) * (1 - 0.15)
         assert abs(epochs * per_epoch - lgg.unet_slice_visits) <= per_epoch / 2
-    assert lgg.unet_epochs_for(3929, 1373) == 4 and lgg.unet_epochs_for(2076, 722) == 8
+    assert lgg.unet_epochs_for(3929, 1373) == 5 and lgg.unet_epochs_for(2076, 722) == 9
     every_slice = params.resolve("lgg", {"unet_tumor_free_ratio": 0.0})
     assert every_slice.unet_epochs_for(3929, 1373) == round(lgg.unet_slice_visits / (3929 * 0.8 * 0.85))
     assert params.resolve("lgg", {"unet_slice_visits": 0, "unet_epochs": 9}).unet_epochs_for(
@@ -232,9 +232,9 @@ def test_unet_slice_visits_set_the_epochs_from_the_runs_pool(tmp_path):
                              "source": ["train"] * 2076 + ["test"] * 500,
                              "institution": "CS", "dataset": "real"})
     manifest.to_csv(tmp_path / "run" / "manifest.csv", index=False)
-    assert study.segmentation_config(lgg).epochs == 8  # the 500 test slices left out
+    assert study.segmentation_config(lgg).epochs == 9  # the 500 test slices left out
     card = runcard.run_card(lgg, manifest).to_frame().set_index("setting")["value"]
-    assert card["U-Net epochs"] == ("8 (the count closest to 7,500 slice visits per unit "
+    assert card["U-Net epochs"] == ("9 (the count closest to 9,000 slice visits per unit "
                                     "on this run's slices)")
 
 
