@@ -12,7 +12,8 @@ milliseconds per image and as a ratio against Keras' layer without XLA:
 
 What a whole epoch costs (with augmentation and inner validation) and what it does to Dice
 is `bench_unet_recipe.py`'s part (`keras-bn` against `third-96`).
-Run: `python benchmarks/bench_unet_step.py [--size 96] [--batch 16] [--steps 12] [--rounds 3]`.
+Run: `python benchmarks/bench_unet_step.py [--size 96] [--batch 16] [--steps 12] [--rounds 3]
+[--variants fused-bn,keras-bn-xla,...]`.
 """
 import argparse
 import os
@@ -38,7 +39,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated; keras-bn (the baseline) is always run")
     args = parser.parse_args(argv)
+    names = ["keras-bn"] + [n for n in args.variants.split(",") if n and n != "keras-bn"]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
 
     import keras
     import tensorflow as tf
@@ -48,7 +55,8 @@ def main(argv: list[str]) -> int:
 
     rng = np.random.default_rng(0)
     runs = {}
-    for name, (kernel, xla, batch) in VARIANTS.items():
+    for name in names:
+        kernel, xla, batch = VARIANTS[name]
         batch = batch or args.batch
         model = unet.build_unet(args.size, (16, 32, 64, 128), seed=0, batch_norm_kernel=kernel)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=dice_bce_loss,
@@ -57,13 +65,13 @@ def main(argv: list[str]) -> int:
         images = rng.normal(size=(n, args.size, args.size, 3)).astype(np.float32)
         masks = (rng.random((n, args.size, args.size, 1)) > 0.9).astype(np.float32)
         dataset = tf.data.Dataset.from_tensor_slices((images, masks)).batch(batch).cache()
-        model.fit(dataset, verbose=0)  # trace, compile, warm up
+        model.fit(dataset, verbose=0, shuffle=False)  # trace, compile, warm up
         runs[name] = (model, dataset, n)
-    times = {name: [] for name in VARIANTS}
+    times = {name: [] for name in names}
     for _ in range(args.rounds):
         for name, (model, dataset, n) in runs.items():
             started = time.perf_counter()
-            model.fit(dataset, verbose=0)
+            model.fit(dataset, verbose=0, shuffle=False)
             times[name].append(1000 * (time.perf_counter() - started) / n)
     base = float(np.median(times["keras-bn"]))
     print(f"{args.size}x{args.size}, batch {args.batch}, {args.steps} steps a round, "

@@ -19,9 +19,11 @@ class FusedBatchNormalization(keras.layers.Layer):
     `keras.layers.BatchNormalization` (momentum 0.99, epsilon 1e-3, biased batch variance in
     the moving average), up to rounding, on NHWC maps.
 
-    Why: Keras 3 builds batch norm from separate moment and arithmetic ops, which on 2 CPU
-    cores took over half of a 96x96 U-Net's training step; the fused kernel trained it
-    2.1x faster per image (benchmarks/bench_unet_recipe.py, `keras-bn` against `third-96`).
+    Why: Keras 3 builds batch norm from separate moment and arithmetic ops, TensorFlow's
+    kernel does it in one pass. Whether that is faster on 2 CPU cores is not settled: a whole
+    training run took 0.82x the time of Keras' layer (benchmarks/bench_unet_recipe.py,
+    `third-96` against `keras-bn`), but the step timings of benchmarks/bench_unet_step.py
+    disagreed between runs on a machine whose speed alternated between two levels.
     Half-precision inputs are normalised in float32, as Keras' layer does.
     """
 
@@ -97,8 +99,7 @@ def build_unet(input_size: int, widths=(16, 32, 64, 128), batch_norm: bool = Tru
     computes in bfloat16 with float32 weights (Keras' mixed policy, per layer, so no global
     state changes) and keeps the logits layer in float32: slice scores are maxima of
     logits, which bfloat16's 8-bit mantissa would turn into ties. `batch_norm_kernel`:
-    "fused" (`FusedBatchNormalization`, 2.1x faster training here) or "keras" (Keras' layer,
-    kept to measure against).
+    "fused" (`FusedBatchNormalization`) or "keras" (Keras' layer, kept to measure against).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}; found {precision!r}")
