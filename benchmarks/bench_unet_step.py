@@ -83,7 +83,8 @@ def main(argv: list[str]) -> int:
                   f"{', '.join(f'{v:.1f}' for v in values)})")
             continue
         print(f"BENCH unet-step {name}: {ms / base:.2f}x time per image ({ms:.1f} ms; "
-              f"keras-bn {base:.1f} ms)", flush=True)
+              f"keras-bn {base:.1f} ms; rounds: {', '.join(f'{v:.1f}' for v in values)})",
+              flush=True)
     return 0
 
 

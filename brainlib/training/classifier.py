@@ -33,7 +33,7 @@ from ..data import pipeline
 from ..data import write_atomic
 from ..config.params import SCHEMA
 from ..config.progress import bar as progress_bar
-from .runner import UnitResult, manifest_fingerprint
+from .runner import UnitResult, images_fingerprint
 from .train import (
     compile_model,
     distribution_strategy,
@@ -384,8 +384,9 @@ class ClassifierFamily:
     """ResNet50 or VGG16 for the unit runner: fit one unit, score its slices (p_tumor).
 
     With a frozen base the base's features of every manifest row (without augmentation)
-    or its feature bank (with augmentation) are computed once per run folder (`features/`)
-    and every unit trains a head on them.
+    or its feature bank (with augmentation) are computed once per run folder (`features/`,
+    keyed by the images, so the cross-validation, the institution hold-out and the paper's
+    protocol share them) and every unit trains a head on them.
     """
 
     default_threshold = 0.5  # on p_tumor
@@ -406,7 +407,7 @@ class ClassifierFamily:
             self.base = build_frozen_base(self.name, config)
             precision = resolve_precision(config.base_precision)
             name = (f"{self.name}-{config.image_size}-{config.weights or 'none'}-seed{config.seed}"
-                    f"-{manifest_fingerprint(manifest)}"
+                    f"-{images_fingerprint(manifest)}"
                     + ("" if precision == "float32" else f"-{precision}"))
             if config.uses_feature_bank:
                 path = Path(run_dir) / "features" / f"{name}-bank{config.bank_views}.npy"

@@ -130,6 +130,14 @@ def manifest_fingerprint(manifest: pd.DataFrame) -> str:
     return hashlib.sha1(manifest[columns].to_csv(index=False).encode()).hexdigest()[:16]
 
 
+def images_fingerprint(manifest: pd.DataFrame) -> str:
+    """A hash of which images a manifest holds, in order: all a frozen base's features
+    depend on (folds, splits and labels do not), so every experiment of a run on the same
+    images shares one feature file."""
+    columns = [c for c in ("patient_id", "slice_number", "image_path") if c in manifest.columns]
+    return hashlib.sha1(manifest[columns].to_csv(index=False).encode()).hexdigest()[:16]
+
+
 def unit_key(family, protocol: str, manifest: pd.DataFrame, *, seed: int,
              validation_fraction: float) -> dict:
     """Everything that decides one model's units under one setting (hashed into its folder)."""
