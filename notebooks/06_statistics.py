@@ -378,9 +378,13 @@ report.p_values_shown(comparison.holm.droplevel("row").round(4), digits=4)
 # ### Secondary: how much is seed noise?
 #
 # One seed fixes the splits, the initial weights, the batch order and the inner validation
-# draw. With `repeat_seeds` (the `sample` and `lgg` profiles: seeds 1 and 2 besides 0),
+# draw. With `repeat_seeds` (the `sample` profile: seeds 1 and 2 besides 0; `lgg`: seed 1),
 # the classifiers' main experiment is trained again with other training seeds on the same
-# splits; the spread of the difference across seeds is the part of it that a reseed moves.
+# splits and the same frozen base (the run seed's: with ImageNet weights it could not
+# differ, and with random ones keeping it leaves the features as they were): each seed
+# draws the head's initial weights, its dropout, the batch order and the inner validation
+# patients anew. The spread of the difference across seeds is the part of it that a reseed
+# of the heads' training moves.
 
 # %% tags=["nbval-check-output"]
 if len(P.training_seeds) > 1:

@@ -240,3 +240,26 @@ def test_experiments_on_the_same_images_share_one_feature_file(tmp_path, monkeyp
     assert runner.images_fingerprint(fewer) != runner.images_fingerprint(manifest)
     with pytest.raises(AssertionError, match="ran again"):
         families(images[:-4])[0].prepare(fewer, tmp_path, False)
+
+
+def test_seed_repeats_reseed_the_heads_on_the_run_seeds_base(monkeypatch):
+    """Each extra training seed trains the heads anew (the units' seed) on the run seed's
+    frozen base (the family's config), so a random-weight run reads one feature file for
+    every seed, as an ImageNet run does."""
+    from brainlib.config import params as schema
+    from brainlib.training import experiment
+
+    params = schema.resolve("lgg", {"run_dir": "/tmp/seed-repeats-test", "seed": 3,
+                                    "repeat_seeds": "1,2", "weights": "none"})
+    calls = []
+
+    def record(manifest, run_dir, families, *, seed, **kwargs):
+        calls.append((families[0].name, families[0].config.seed, seed))
+        return pd.DataFrame({"fold": [0]})
+
+    monkeypatch.setattr(experiment, "prepare_manifest", lambda params: pd.DataFrame())
+    monkeypatch.setattr(runner, "run_units", record)
+    table = experiment.run_seed_repeats(params, progress=False)
+    assert sorted(calls) == sorted((model, 3, seed) for seed in (3, 1, 2)
+                                   for model in ("resnet50", "vgg16"))
+    assert sorted(table["training_seed"].unique()) == [1, 2, 3]

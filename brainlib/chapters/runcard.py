@@ -302,8 +302,9 @@ class RunCard(Result):
         if self.repeat_seeds:
             sentences.append(f"Seed {self.seed} fixes the splits; the classifiers' main "
                              f"experiment is trained with seeds {self.seed}, "
-                             f"{', '.join(map(str, self.repeat_seeds))} on the same splits, so "
-                             "chapter 6 shows how much a reseed moves the results.")
+                             f"{', '.join(map(str, self.repeat_seeds))} on the same splits and "
+                             "the same frozen base, so chapter 6 shows how much a reseed of the "
+                             "heads' training moves the results.")
         else:
             sentences.append(f"One seed ({self.seed}) fixes the splits, initial weights and batch "
                              "order; another seed would show how much the results move with it.")

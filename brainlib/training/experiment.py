@@ -238,17 +238,20 @@ def run_protocol_comparison(params: schema.Params, progress: bool | str = "log")
 
 def run_seed_repeats(params: schema.Params, progress: bool | str = "log") -> pd.DataFrame:
     """The classifiers' main experiment (patient folds, true labels) once per training seed
-    (`params.training_seeds`), on the same folds: each seed sets the initial weights, the
-    batch order and the inner validation draw. One table with a `training_seed` column."""
+    (`params.training_seeds`), on the same folds: each seed sets the head's initial weights,
+    its dropout, the batch order and the inner validation draw. The base is the run seed's
+    for every training seed: with ImageNet weights it could not differ, and with random
+    weights (`weights=none`) keeping it makes the spread the same quantity and lets every
+    seed train on the run's one feature file instead of computing the features again.
+    One table with a `training_seed` column."""
     from . import runner
 
     manifest = prepare_manifest(params)
     frames = []
     for seed in params.training_seeds:
-        seeded = schema.Params({**params, "seed": seed})
         for model in params.model_names:
             frames.append(runner.run_units(
-                manifest, params.run_dir, [family(seeded, model)], protocol=params.protocol,
+                manifest, params.run_dir, [family(params, model)], protocol=params.protocol,
                 folds=params.folds, seed=seed, validation_fraction=params.validation_fraction,
                 progress=progress).assign(training_seed=seed))
     return pd.concat(frames, ignore_index=True)

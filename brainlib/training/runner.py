@@ -125,17 +125,21 @@ def shuffle_labels(labels, seed: int) -> np.ndarray:
 def manifest_fingerprint(manifest: pd.DataFrame) -> str:
     """A hash of what a unit's result depends on in the manifest: patients, slices, labels,
     folds and splits."""
-    columns = [c for c in ("patient_id", "slice_number", "label", "fold_patient", "fold_slice",
-                           "split_patient", "split_slice") if c in manifest.columns]
-    return hashlib.sha1(manifest[columns].to_csv(index=False).encode()).hexdigest()[:16]
+    return _columns_hash(manifest, ("patient_id", "slice_number", "label", "fold_patient",
+                                    "fold_slice", "split_patient", "split_slice"))
 
 
 def images_fingerprint(manifest: pd.DataFrame) -> str:
     """A hash of which images a manifest holds, in order: all a frozen base's features
     depend on (folds, splits and labels do not), so every experiment of a run on the same
     images shares one feature file."""
-    columns = [c for c in ("patient_id", "slice_number", "image_path") if c in manifest.columns]
-    return hashlib.sha1(manifest[columns].to_csv(index=False).encode()).hexdigest()[:16]
+    return _columns_hash(manifest, ("patient_id", "slice_number", "image_path"))
+
+
+def _columns_hash(manifest: pd.DataFrame, columns) -> str:
+    """16 hex digits of the SHA-1 of those of `columns` the manifest has, as CSV."""
+    present = [c for c in columns if c in manifest.columns]
+    return hashlib.sha1(manifest[present].to_csv(index=False).encode()).hexdigest()[:16]
 
 
 def unit_key(family, protocol: str, manifest: pd.DataFrame, *, seed: int,

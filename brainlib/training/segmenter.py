@@ -177,20 +177,21 @@ def train_segmenter(train_images, train_masks, config: SegmentationConfig,
     def prepare(images, targets):
         return prepare_images(config.model, images), targets
 
+    soft_masks = config.mask_resize == "area"
     validation = None
     if validation_images is not None and len(validation_images):
         check_arrays(validation_images, validation_masks, config.image_size, config.channels)
         validation = pipeline.batches(np.asarray(validation_images), np.asarray(validation_masks),
                                       np.arange(len(validation_images)), config.batch_size,
                                       prepare, masks_as_targets=True,
-                                      soft_masks=config.mask_resize == "area")
+                                      soft_masks=soft_masks)
     order_rng = np.random.default_rng(seed)
 
     def epoch_batches(epoch):
         order = sampler.epoch_order(order_rng)
         return pipeline.batches(train_images, train_masks, order, config.batch_size, prepare,
                                 config.augmentation, seed * 10_000 + epoch, masks_as_targets=True,
-                                soft_masks=config.mask_resize == "area")
+                                soft_masks=soft_masks)
 
     history, best_epoch = fit_epochs(model, epoch_batches, config.epochs, validation=validation,
                                      keep_best=keep_best, learning_rate=config.learning_rate,
