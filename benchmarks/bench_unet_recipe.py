@@ -104,6 +104,12 @@ VARIANTS = {
                            "mask_resize": "area"}, "96-batch8-20 on area-resized masks"),
     "128-batch8-12": ({**BALANCED, "epochs": 12, "image_size": 128, "batch_size": 8},
                       "128x128, balanced, 12 epochs (~9k visits), batch 8"),
+    # The lgg profile's 9,000 visits (12 epochs here) at 96x96 and at 80x80 (0.69x the pixels),
+    # and 80x80 for as long as 96x96 takes (2026-12-07, Intel Xeon 106, float32: the hour).
+    "visits9k-96": ({**BALANCED, "epochs": 12, "image_size": 96}, "96x96, balanced, 12 epochs"),
+    "visits9k-80": ({**BALANCED, "epochs": 12, "image_size": 80}, "80x80, balanced, 12 epochs"),
+    "time9k-80": ({**BALANCED, "epochs": 17, "image_size": 80},
+                  "80x80, balanced, 17 epochs (about 96x96's 12 in time)"),
 }
 
 
