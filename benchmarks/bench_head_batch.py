@@ -18,71 +18,30 @@ the heads read random-base features unless ImageNet weights are given.
 Run: `python benchmarks/bench_head_batch.py [--batches 32,64,128] [--seed 0]`.
 """
 import argparse
-import os
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_unet_recipe import split_patients, tuning_manifest  # noqa: E402
-
-from brainlib.config import params  # noqa: E402
-from brainlib.measures import metrics  # noqa: E402
-from brainlib.training import classifier, experiment  # noqa: E402
+from head_tuning import add_arguments, train_and_score, tuning_families
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", default="32,64,128")
-    parser.add_argument("--models", default="resnet50,vgg16")
-    parser.add_argument("--profile", default="lgg", help="epochs, image size and precision from it")
-    parser.add_argument("--weights", default="none")
-    parser.add_argument("--validation-share", type=float, default=0.25)
-    parser.add_argument("--seed", type=int, default=0)
+    add_arguments(parser)
     args = parser.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",")]
     baseline = 32
     if baseline not in batches:
         batches = [baseline, *batches]
 
-    manifest, source = tuning_manifest()
-    fit, validation = split_patients(manifest, args.validation_share, args.seed)
-    labels = manifest["label"].to_numpy()
-    with tempfile.TemporaryDirectory() as run_dir:
-        p = params.resolve(args.profile, {"weights": args.weights, "seed": args.seed,
-                                          "run_dir": run_dir})
-        config = experiment.classifier_config(p)
-        print(f"data: {source}; {manifest.loc[fit, 'patient_id'].nunique()} fit patients "
-              f"({len(fit)} slices), {manifest.loc[validation, 'patient_id'].nunique()} "
-              f"inner-validation patients ({len(validation)} slices); profile {args.profile}: "
-              f"{config.image_size}x{config.image_size}, {config.epochs} epochs, weights "
-              f"{args.weights}, base {config.base_precision}, seed {args.seed}")
-        for model in args.models.split(","):
-            family = classifier.ClassifierFamily(model, config)
-            family.prepare(manifest, Path(run_dir), progress=False)
-            results = {}
-            for batch in batches:
-                started = time.perf_counter()
-                trained = classifier.train_head_on_features(
-                    family.base, family.features[fit], labels[fit],
-                    config.replace(batch_size=batch), family.features[validation],
-                    labels[validation], args.seed, keep_best=True)
-                seconds = time.perf_counter() - started
-                p_tumor = trained.predict_p_tumor_from_features(family.features[validation])
-                best = trained.history.loc[trained.history["best"]].iloc[0]
-                results[batch] = (seconds, metrics.roc_auc(labels[validation], p_tumor),
-                                  float(best["val_loss"]), int(best["epoch"]))
-            t0, auc0, loss0, _ = results[baseline]
-            for batch, (seconds, auc, loss, epoch) in results.items():
-                print(f"BENCH head-batch {model} batch {batch}: {seconds / t0:.2f}x training "
-                      f"time ({seconds:.1f} s, epoch {epoch} kept); AUC {auc:.3f}, loss "
-                      f"{loss:.3f} (batch {baseline}: {auc0:.3f}, {loss0:.3f})")
-            family.release()
+    for model, family, config, split in tuning_families(args):
+        results = {batch: train_and_score(family, config.replace(batch_size=batch), split,
+                                          args.seed)
+                   for batch in batches}
+        t0, auc0, loss0, _ = results[baseline]
+        for batch, (seconds, auc, loss, epoch) in results.items():
+            print(f"BENCH head-batch {model} batch {batch}: {seconds / t0:.2f}x training "
+                  f"time ({seconds:.1f} s, epoch {epoch} kept); AUC {auc:.3f}, loss "
+                  f"{loss:.3f} (batch {baseline}: {auc0:.3f}, {loss0:.3f})")
     return 0
 
 
