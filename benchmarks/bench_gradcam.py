@@ -1,13 +1,20 @@
-"""Benchmark: Grad-CAM in one graph (`gradcam.grad_cam`) against the eager loop it replaced.
+"""Benchmark: Grad-CAM in one graph, and from the maps kept with the features, against the
+eager loop.
 
 Chapter 8 computes a Grad-CAM heatmap for every tumor slice of every test fold, for both
 bases. The eager loop (kept here as the baseline) ran the base forward under a gradient
 tape op by op; `grad_cam` traces the forward pass and the gradient once into a graph. Both
 run on the same frozen base (random weights, the `lgg` image size), the same head and the
 same images, interleaved round by round; the maps must agree (largest difference printed)
-and so must the pointing-game peak of each map. Prints, per model:
+and so must the pointing-game peak of each map. Since 2026-12-07 the study keeps the
+base's unpooled outputs of the tumor slices when it computes their features
+(`classifier.extract_features(..., keep_maps=...)`), and Grad-CAM reads them
+(`gradcam.grad_cam_from_maps`): only the head runs. That is timed too, against the graph,
+with what keeping the maps adds to the feature extraction. Prints, per model:
 
     BENCH gradcam <model> <size>: graph <t>x the eager loop's time (median of rounds)
+    BENCH gradcam <model> <size>: from kept maps <t>x the graph's time; keeping the maps
+        <k>x the features' extraction time   (one line)
 
 Run: `python benchmarks/bench_gradcam.py [--models resnet50,vgg16] [--images 64]`.
 """
@@ -87,6 +94,21 @@ def main(argv: list[str]) -> int:
             started = time.perf_counter()
             graph = gradcam.grad_cam(base, head, images)
             times["graph"].append(time.perf_counter() - started)
+        extraction = {"features": [], "features and maps": []}
+        for _ in range(args.rounds):
+            started = time.perf_counter()
+            classifier.extract_features(base, images, progress=False)
+            extraction["features"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            _, maps = classifier.extract_features(base, images, progress=False,
+                                                  keep_maps=np.arange(len(images)))
+            extraction["features and maps"].append(time.perf_counter() - started)
+        gradcam.grad_cam_from_maps(base, head, maps[:2])
+        times["from maps"] = []
+        for _ in range(args.rounds):
+            started = time.perf_counter()
+            from_maps = gradcam.grad_cam_from_maps(base, head, maps)
+            times["from maps"].append(time.perf_counter() - started)
         eager_s, graph_s = (statistics.median(times[k]) for k in ("eager", "graph"))
         same_peaks = (gradcam.peak_positions(eager, brain)
                       == gradcam.peak_positions(graph, brain)).mean()
@@ -96,6 +118,16 @@ def main(argv: list[str]) -> int:
               f"{np.abs(eager - graph).max():.2e}, same peak on {same_peaks:.0%} of maps")
         print(f"BENCH gradcam {model} {args.image_size}: graph {graph_s / eager_s:.2f}x the "
               "eager loop's time (median of rounds)")
+        maps_s = statistics.median(times["from maps"])
+        plain_s, keeping_s = (statistics.median(extraction[k]) for k in extraction)
+        same = (gradcam.peak_positions(from_maps, brain)
+                == gradcam.peak_positions(graph, brain)).mean()
+        print(f"{model}: from kept maps {maps_s:.2f} s, largest difference from the graph's "
+              f"maps {np.abs(from_maps - graph).max():.2e}, same peak on {same:.0%} of maps; "
+              f"extraction {plain_s:.1f} s, keeping every image's maps {keeping_s:.1f} s")
+        print(f"BENCH gradcam {model} {args.image_size}: from kept maps {maps_s / graph_s:.3f}x "
+              f"the graph's time; keeping the maps {keeping_s / plain_s:.2f}x the features' "
+              "extraction time")
     return 0
 
 

@@ -1,5 +1,6 @@
 """Grad-CAM on toy networks whose answer is known, and the scores against masks by hand."""
 import keras
+import pytest
 import numpy as np
 import pandas as pd
 
@@ -104,3 +105,38 @@ def test_a_peak_at_the_heads_edge_is_on_its_rim_and_one_inside_is_not():
     heatmaps[0, 5, 16] = 1.0   # one pixel in from the head's top edge
     heatmaps[1, 16, 16] = 1.0  # the middle of the head
     assert gradcam.peak_on_rim(heatmaps, brain).tolist() == [True, False]
+
+
+def test_maps_kept_with_the_features_give_the_maps_of_a_pass_through_the_base():
+    """Grad-CAM's layer is the base's output, so the unpooled outputs kept when the features
+    are computed give, from the head alone, the maps a second pass through the base gives;
+    the features computed beside them are the features computed alone, bit for bit."""
+    from brainlib.training import classifier
+
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (6, 64, 64, 3)).astype(np.float32)
+    tumor_rows = np.array([1, 4, 5])
+    for name in ("resnet50", "vgg16"):
+        base = models.build_base(name, 64, None)
+        features, maps = classifier.extract_features(base, images, batch_size=4, progress=False,
+                                                     keep_maps=tumor_rows)
+        np.testing.assert_array_equal(
+            features, classifier.extract_features(base, images, batch_size=4, progress=False))
+        head = models.build_head(models.pooled_feature_shape(base), seed=1,
+                                 standardize_features=True)
+        models.set_feature_statistics(head, features.reshape(-1, features.shape[-1]).mean(0),
+                                      features.reshape(-1, features.shape[-1]).var(0) + 1)
+        through_base = gradcam.grad_cam(base, head, images[tumor_rows])
+        kept = classifier.TumorMaps(tumor_rows, maps)
+        from_maps = gradcam.grad_cam_from_maps(base, head, kept.maps[kept.positions([4, 5])])
+        assert through_base.max() > 0
+        np.testing.assert_allclose(from_maps, through_base[1:], atol=1e-5)
+
+
+def test_maps_are_only_given_for_the_tumor_rows_they_were_kept_for():
+    from brainlib.training import classifier
+
+    kept = classifier.TumorMaps(np.array([2, 7, 9]), np.zeros((3, 2, 2, 1)))
+    np.testing.assert_array_equal(kept.positions([9, 2]), [2, 0])
+    with pytest.raises(ValueError, match="not tumor slices"):
+        kept.positions([3])

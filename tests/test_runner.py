@@ -234,7 +234,9 @@ def test_experiments_on_the_same_images_share_one_feature_file(tmp_path, monkeyp
     second = families(images)[0]
     second.prepare(refolded, tmp_path, False)
     np.testing.assert_array_equal(second.features, first.features)
-    assert len(list((tmp_path / "features").glob("*.npy"))) == 1
+    feature_files = [p for p in (tmp_path / "features").glob("*.npy") if "-tumor-maps" not in p.name]
+    assert len(feature_files) == 1
+    assert second.tumor_maps is None  # other labels, other tumor rows: no maps of theirs kept
 
     fewer = manifest.iloc[:-4].reset_index(drop=True)
     assert runner.images_fingerprint(fewer) != runner.images_fingerprint(manifest)
@@ -263,3 +265,24 @@ def test_seed_repeats_reseed_the_heads_on_the_run_seeds_base(monkeypatch):
     assert sorted(calls) == sorted((model, 3, seed) for seed in (3, 1, 2)
                                    for model in ("resnet50", "vgg16"))
     assert sorted(table["training_seed"].unique()) == [1, 2, 3]
+
+
+def test_the_feature_cache_keeps_the_tumor_slices_maps_for_grad_cam(finished_run):
+    """Preparing a frozen-base family writes the base's unpooled outputs of the tumor slices
+    beside the features; a later study reads both back; a run folder from before the maps
+    were kept still reads its features (and Grad-CAM passes through the base)."""
+    manifest, images, run_dir, _ = finished_run
+    family = families(images)[0]
+    family.prepare(manifest, run_dir, progress=False)
+    tumor_rows = np.flatnonzero(manifest["label"].to_numpy() == 1)
+    np.testing.assert_array_equal(family.tumor_maps.rows, tumor_rows)
+    assert family.tumor_maps.maps.shape == (len(tumor_rows), 2, 2, 512)  # VGG16 at 64x64
+    [maps_file] = (run_dir / "features").glob("*-tumor-maps-*.npy")
+    again = families(images)[0]
+    again.prepare(manifest, run_dir, progress=False)
+    np.testing.assert_array_equal(again.tumor_maps.maps, family.tumor_maps.maps)
+    maps_file.unlink()
+    older = families(images)[0]
+    older.prepare(manifest, run_dir, progress=False)
+    assert older.tumor_maps is None
+    np.testing.assert_array_equal(older.features, family.features)

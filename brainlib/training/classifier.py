@@ -6,7 +6,9 @@ Three paths train the same model:
   and the paper's on-the-fly augmentation);
 - `feature_cache`: with a frozen base and no augmentation the base's pooled outputs are
   computed once per image and only the head is trained on them. Same seeds, same batch
-  order and the same dropout masks give the same model up to float rounding;
+  order and the same dropout masks give the same model up to float rounding. The base's
+  unpooled outputs of the tumor slices are kept in the same pass (`TumorMaps`), so that
+  Grad-CAM needs no second pass through the base;
 - `feature_bank`: with a frozen base and augmentation, the base's outputs for K views of
   every image (view 0 the image itself, the others the paper's augmentation) are computed
   once, stored in float16, and each epoch trains the head on one view per image, drawn
@@ -176,17 +178,52 @@ def feature_function(base: keras.Model):
     return features_of
 
 
+_MAP_FUNCTIONS: "weakref.WeakKeyDictionary[keras.Model, object]" = weakref.WeakKeyDictionary()
+
+
+def map_function(base: keras.Model):
+    """A tf.function: 0-255 RGB batch -> the base's unpooled output (float32 (h, w,
+    channels) per image), the maps Grad-CAM weighs. One per base."""
+    if base not in _MAP_FUNCTIONS:
+        size = int(base.input.shape[1])
+
+        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
+        def maps_of(images):
+            return tf.cast(base(pipeline.preprocess_input(base.name, images), training=False),
+                           tf.float32)
+
+        _MAP_FUNCTIONS[base] = maps_of
+    return _MAP_FUNCTIONS[base]
+
+
 def extract_features(base: keras.Model, images, batch_size: int = 64,
-                     progress: bool = True) -> np.ndarray:
-    """Pooled base outputs of every image, computed once, in batches (float32 (N, 2, 2, C))."""
-    features_of = feature_function(base)
+                     progress: bool = True, keep_maps=None):
+    """Pooled base outputs of every image, computed once, in batches (float32 (N, 2, 2, C)).
+
+    With `keep_maps` (row numbers), returns (features, maps): the base's unpooled outputs of
+    those rows too (float32 (len(keep_maps), h, w, C)), pooled here into their features, so
+    that Grad-CAM (`trust.gradcam.grad_cam_from_maps`) needs no second pass through the
+    base."""
     n_images = len(images)
     features = np.empty((n_images, *models.pooled_feature_shape(base)), dtype=np.float32)
+    kept = np.zeros(n_images, bool)
+    if keep_maps is not None:
+        kept[np.asarray(keep_maps, dtype=np.int64)] = True
+        maps = np.empty((int(kept.sum()), *base.output.shape[1:]), dtype=np.float32)
+        maps_of, pooling, filled = map_function(base), models.head_pooling_layer(base), 0
+    features_of = feature_function(base)
     starts = range(0, n_images, batch_size)
     for start in progress_bar(starts, f"{base.name} features", "batch", enabled=progress):
-        batch = np.asarray(images[start : start + batch_size], dtype=np.float32)
-        features[start : start + len(batch)] = features_of(tf.constant(batch)).numpy()
-    return features
+        batch = tf.constant(np.asarray(images[start : start + batch_size], dtype=np.float32))
+        if not kept[start : start + batch_size].any():
+            features[start : start + len(batch)] = features_of(batch).numpy()
+            continue
+        output = maps_of(batch)
+        features[start : start + len(batch)] = pooling(output).numpy()
+        chosen = kept[start : start + len(batch)]
+        maps[filled : filled + chosen.sum()] = output.numpy()[chosen]
+        filled += int(chosen.sum())
+    return features if keep_maps is None else (features, maps)
 
 
 BANK_BATCH = 64  # fixed, so that a bank's views do not depend on any training setting
@@ -380,6 +417,24 @@ def train_classifier(model_name: str, train_images, train_labels, config: TrainC
 # ----------------------------------------------------------------------------- the family
 
 
+@dataclass(frozen=True)
+class TumorMaps:
+    """The frozen base's unpooled outputs (N, h, w, C) of the manifest's tumor slices
+    (`rows`, ascending), kept beside the feature cache for Grad-CAM."""
+
+    rows: np.ndarray
+    maps: np.ndarray
+
+    def positions(self, rows) -> np.ndarray:
+        """Where manifest rows (all of them tumor slices) sit in `maps`."""
+        rows = np.asarray(rows, dtype=np.int64)
+        found = np.searchsorted(self.rows, rows)
+        inside = np.minimum(found, max(len(self.rows) - 1, 0))
+        if len(rows) and (not len(self.rows) or np.any(self.rows[inside] != rows)):
+            raise ValueError("Grad-CAM asked for the maps of rows that are not tumor slices")
+        return found
+
+
 class ClassifierFamily:
     """ResNet50 or VGG16 for the unit runner: fit one unit, score its slices (p_tumor).
 
@@ -394,7 +449,7 @@ class ClassifierFamily:
     def __init__(self, model_name: str, config: TrainConfig, images=None):
         models.check_model_name(model_name)
         self.name, self.config, self.images = model_name, config, images
-        self.base = self.features = self.bank = None
+        self.base = self.features = self.bank = self.tumor_maps = None
 
     def settings(self) -> dict:
         return {"family": "classifier", "model": self.name, "config": asdict(self.config)}
@@ -415,9 +470,31 @@ class ClassifierFamily:
                     self.base, self.images, config.bank_views, config.seed, progress))
                 self.features = self.bank[:, 0].astype(np.float32)
             else:
-                self.features = self._load_or_compute(Path(run_dir) / "features" / f"{name}.npy",
-                                                      lambda: extract_features(
-                                                          self.base, self.images, progress=progress))
+                self._prepare_features(manifest, Path(run_dir) / "features", name, progress)
+
+    def _prepare_features(self, manifest: pd.DataFrame, folder: Path, name: str,
+                          progress: bool) -> None:
+        """The features of every row, and the base's unpooled outputs of the tumor slices
+        (`TumorMaps`, for Grad-CAM), computed in one pass and kept in `folder`, the maps
+        under a name that hashes their rows. Where features exist without maps of these rows
+        (a run folder from before the maps were kept, or the same images labelled
+        otherwise), Grad-CAM passes through the base again."""
+        import hashlib
+
+        rows = np.flatnonzero(manifest["label"].to_numpy() == 1)
+        # The features depend on the images only; which maps are kept, on the labels too.
+        rows_key = hashlib.sha1(rows.astype(np.int64).tobytes()).hexdigest()[:12]
+        path, maps_path = folder / f"{name}.npy", folder / f"{name}-tumor-maps-{rows_key}.npy"
+        if path.exists():
+            self.features = np.load(path)
+            if maps_path.exists():
+                self.tumor_maps = TumorMaps(rows, np.load(maps_path, mmap_mode="r"))
+            return
+        features, maps = extract_features(self.base, self.images, progress=progress,
+                                          keep_maps=rows)
+        write_atomic(maps_path, lambda tmp: np.save(tmp, maps))
+        write_atomic(path, lambda tmp: np.save(tmp, features))
+        self.features, self.tumor_maps = features, TumorMaps(rows, maps)
 
     @staticmethod
     def _load_or_compute(path: Path, compute) -> np.ndarray:
@@ -429,7 +506,7 @@ class ClassifierFamily:
 
     def release(self) -> None:
         """Drop the arrays and the base (one family in memory at a time)."""
-        self.images = self.base = self.features = self.bank = None
+        self.images = self.base = self.features = self.bank = self.tumor_maps = None
 
     def fit(self, unit, keep_best: bool, progress: bool):
         """Train on the unit's fit rows (validating on its inner validation rows), score

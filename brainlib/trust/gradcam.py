@@ -8,6 +8,9 @@ whose gradient vanishes on confident slices). The maps are the base's output, th
 convolutional block as the head sees it. A head that standardizes its features
 (`standardize_features`) reads each channel relative to its training mean, so its maps are
 taken relative to that mean: A^k - mean_k (plain Grad-CAM is the case mean = 0).
+Since the maps are the base's output, a frozen base's maps kept when the features were
+computed (`classifier.TumorMaps`) give the same heatmaps from the head alone
+(`grad_cam_from_maps`); `gradcam_unit` reads them where the run folder has them.
 
 Two scores against the tumor's mask (no human reading of heatmaps needed), both over the
 brain (the head's pixels, `brain_masks`), since the background carries nothing to look at:
@@ -60,17 +63,59 @@ def grad_cam(base, head, images, layer: str | None = None, batch_size: int = 32,
         with tf.GradientTape() as tape:
             activations, output = both(batch, training=False)
             tape.watch(activations)
-            p = head(pooling(output), training=False)
-            log_odds = tf.math.log(p[:, 1] + EPS) - tf.math.log(p[:, 0] + EPS)
-        gradients = tape.gradient(log_odds, activations)
-        weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(weights * (activations - reference), axis=-1))[..., None]
-        return tf.image.resize(cam, (size, size), method="bilinear")[..., 0]
+            log_odds = _tumor_log_odds(head, pooling(output))
+        return _rectified_cam(tape.gradient(log_odds, activations), activations, reference, size)
 
     images = np.asarray(images, dtype=np.float32)
-    maps = np.zeros((len(images), size, size), np.float32)
-    for start in range(0, len(images), batch_size):
-        cam = batch_cams(preprocess(tf.constant(images[start:start + batch_size]))).numpy()
+    return _scaled_maps(lambda start: batch_cams(preprocess(
+        tf.constant(images[start:start + batch_size]))), len(images), batch_size, size)
+
+
+def grad_cam_from_maps(base, head, maps, batch_size: int = 32) -> np.ndarray:
+    """`grad_cam` of images whose base outputs `maps` (N, h, w, C) were kept when their
+    features were computed (`classifier.extract_features(..., keep_maps=...)`): the same
+    maps from the head alone, without a pass through the base (Grad-CAM's layer is the
+    base's output)."""
+    import tensorflow as tf
+
+    from .. import models
+
+    reference, size = feature_reference(head), int(base.input.shape[1])
+    pooling = models.head_pooling_layer(base)
+
+    @tf.function(reduce_retracing=True)
+    def batch_cams(activations):
+        with tf.GradientTape() as tape:
+            tape.watch(activations)
+            log_odds = _tumor_log_odds(head, pooling(activations))
+        return _rectified_cam(tape.gradient(log_odds, activations), activations, reference, size)
+
+    return _scaled_maps(lambda start: batch_cams(tf.constant(
+        np.asarray(maps[start:start + batch_size], dtype=np.float32))), len(maps), batch_size, size)
+
+
+def _tumor_log_odds(head, pooled):
+    import tensorflow as tf
+
+    p = head(pooled, training=False)
+    return tf.math.log(p[:, 1] + EPS) - tf.math.log(p[:, 0] + EPS)
+
+
+def _rectified_cam(gradients, activations, reference, size: int):
+    """ReLU(sum_k w_k (A^k - reference_k)), w_k the mean gradient over map k, resized."""
+    import tensorflow as tf
+
+    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * (activations - reference), axis=-1))[..., None]
+    return tf.image.resize(cam, (size, size), method="bilinear")[..., 0]
+
+
+def _scaled_maps(batch_cams, n_images: int, batch_size: int, size: int) -> np.ndarray:
+    """`batch_cams(start)` over every batch, each map scaled to a maximum of 1 (zeros where
+    it is empty)."""
+    maps = np.zeros((n_images, size, size), np.float32)
+    for start in range(0, n_images, batch_size):
+        cam = batch_cams(start).numpy()
         peak = cam.reshape(len(cam), -1).max(axis=1)
         maps[start:start + len(cam)] = np.where(peak[:, None, None] > 0,
                                                 cam / np.maximum(peak, EPS)[:, None, None], 0)
@@ -178,7 +223,13 @@ def gradcam_unit(family, unit, manifest: pd.DataFrame) -> pd.DataFrame:
     images = family.images[tumor]
     masks = pipeline.load_masks(rows, family.config.image_size) > 0
     base, head = unit_models.load_classifier(family, unit)
-    heatmaps = grad_cam(base, head, images) if len(tumor) else np.zeros((0,) + masks.shape[1:])
+    kept = getattr(family, "tumor_maps", None)
+    if not len(tumor):
+        heatmaps = np.zeros((0,) + masks.shape[1:])
+    elif kept is not None:  # the base's outputs kept with the features: the head alone
+        heatmaps = grad_cam_from_maps(base, head, kept.maps[kept.positions(tumor)])
+    else:
+        heatmaps = grad_cam(base, head, images)
     table = score_heatmaps(heatmaps, masks, images, rows).assign(model=unit.model, fold=unit.fold)
     arrays = dict(row=tumor.astype(np.int64), heatmaps=heatmaps.astype(np.float16))
     write_atomic(unit.folder / "gradcam.npz", lambda tmp: np.savez_compressed(tmp, **arrays))
